@@ -1,0 +1,186 @@
+"""Activities of the payment saga: the only code in the saga with side effects.
+
+Every activity is idempotent: database writes go through unique keys and status guards (payment_store), and
+the provider is called with idempotency key `{payment_id}:{attempt}` after looking for an intent already made
+for that attempt — a retry never creates a second PaymentIntent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import payment_store
+from activities.providers.base import (
+    CardDeclined,
+    CreateIntent,
+    Intent,
+    IntentStatus,
+    PaymentProvider,
+    ProviderUnavailable,
+)
+from domain.money import Money, RoundingMode
+from domain.payment import InvalidTransition
+from domain.risk import CustomerHistory, RiskLimits, assess
+from paysaga.db import tenant_tx
+from workflows.contracts import (
+    IntentOutcome,
+    IntentRequest,
+    PaymentInput,
+    PaymentView,
+    RiskRequest,
+    RiskResult,
+    TransitionRequest,
+)
+
+log = structlog.get_logger("paysaga.billing")
+
+# Error types the workflow's retry policies name as non-retryable.
+INVALID_REQUEST = "InvalidRequest"
+INVALID_TRANSITION = "InvalidTransition"
+
+
+class PaymentActivities:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits) -> None:
+        self._pool = pool
+        self._provider = provider
+        self._limits = limits
+
+    # --- database steps (run as local activities: short, idempotent) --------------------------------------
+    @activity.defn
+    async def record_payment(self, inp: PaymentInput) -> PaymentView:
+        async with tenant_tx(self._pool, inp.tenant_id) as conn:
+            return await payment_store.insert_created(conn, inp, self._provider.name, inp.actor)
+
+    @activity.defn
+    async def assess_risk(self, req: RiskRequest) -> RiskResult:
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            recent = await conn.fetchval(
+                """SELECT count(*) FROM paysaga.payments
+                   WHERE customer_id = $1 AND payment_id <> $2 AND created_at > now() - make_interval(secs => $3)
+                     AND status <> 'canceled'""",
+                req.customer_id, req.payment_id, float(self._limits.velocity_window_seconds),
+            )
+            typical = await conn.fetchval(
+                """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_micros) FROM paysaga.payments
+                   WHERE customer_id = $1 AND currency = $2 AND status = 'completed'""",
+                req.customer_id, req.currency,
+            )
+            decision = assess(Money(req.amount_micros, req.currency), CustomerHistory(recent, typical), self._limits)
+            await conn.execute(
+                "UPDATE paysaga.payments SET risk_score = $2, risk_reasons = $3 WHERE payment_id = $1 "
+                "AND status = 'created'",
+                req.payment_id, decision.score, decision.reasons,
+            )
+        return RiskResult(allowed=decision.allowed, score=decision.score, reasons=decision.reasons,
+                          decline_code=decision.decline_code)
+
+    @activity.defn
+    async def transition(self, req: TransitionRequest) -> PaymentView:
+        kwargs: dict[str, object] = {}
+        if req.transition == "mark_processing":
+            kwargs["provider_intent_id"] = req.provider_intent_id
+        if req.transition in ("mark_failed", "reject_from_pending"):
+            kwargs.update(code=req.failure_code or "unknown", message=req.failure_message or "")
+        if req.transition == "mark_canceled":
+            kwargs["reason"] = req.reason or "canceled"
+        if req.transition == "reconcile":
+            kwargs["outcome"] = req.outcome
+        columns: dict[str, object] = {}
+        if req.next_action is not None or req.clear_next_action:
+            columns["next_action"] = req.next_action
+        try:
+            async with tenant_tx(self._pool, req.tenant_id) as conn:
+                view, changed = await payment_store.apply_transition(
+                    conn, req.payment_id, req.transition, kwargs, columns, req.actor, req.correlation_id
+                )
+        except InvalidTransition as exc:
+            raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
+        if changed and view.status.is_terminal:
+            log.info(
+                "billing.execution.result", payment_id=view.id, tenant_id=view.tenant_id, status=view.status,
+                provider=view.provider, failure_code=view.failure_code, correlation_id=req.correlation_id,
+                duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000),
+                amount_micros=view.amount_micros, currency=view.currency,
+            )
+        return view
+
+    # --- provider steps (regular activities: retried with backoff, < 24 h so Stripe's keys still hold) -----
+    @activity.defn
+    async def create_intent(self, req: IntentRequest) -> IntentOutcome:
+        started = time.perf_counter()
+        existing = await self._provider.find_intent(req.payment_id, req.attempt)
+        if existing is not None:  # a previous try got as far as the provider: never create a second intent
+            return self._outcome(existing, req, started, replayed=True)
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            token = await conn.fetchval(
+                "SELECT provider_token FROM paysaga.payment_methods WHERE payment_method_id = $1",
+                req.payment_method_id,
+            )
+        if token is None:
+            raise ApplicationError(f"unknown payment method {req.payment_method_id}", type=INVALID_REQUEST,
+                                   non_retryable=True)
+        money = Money(req.amount_micros, req.currency)
+        # The API accepts only amounts with at most the currency's minor digits, so this never rounds;
+        # HALF_EVEN is named because a conversion must always say how it would.
+        minor = money.to_minor_units(RoundingMode.HALF_EVEN)
+        create = CreateIntent(
+            payment_id=req.payment_id, tenant_id=req.tenant_id, attempt=req.attempt, amount_minor=minor,
+            currency=money.currency, payment_method=token, description=req.description,
+        )
+        try:
+            intent = await self._provider.create_and_confirm(create)
+        except CardDeclined as exc:
+            self._log_rail(req, "declined", started, decline_code=exc.decline_code)
+            return IntentOutcome(intent_id=exc.intent_id, status="declined", decline_code=exc.decline_code,
+                                 failure_message=exc.message)
+        except ProviderUnavailable:
+            self._log_rail(req, "provider_unavailable", started)
+            raise  # retryable: the retry policy backs off
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        return self._outcome(intent, req, started, replayed=False)
+
+    @activity.defn
+    async def get_intent(self, intent_id: str) -> IntentOutcome:
+        return _to_outcome(await self._provider.retrieve(intent_id))
+
+    @activity.defn
+    async def cancel_intent(self, req: IntentRequest) -> IntentOutcome | None:
+        """Compensation: cancel whatever intent this payment attempt created, if any (idempotent)."""
+        intent = await self._provider.find_intent(req.payment_id, req.attempt)
+        if intent is None:
+            return None
+        if intent.status in (IntentStatus.SUCCEEDED, IntentStatus.CANCELED):
+            return _to_outcome(intent)
+        return _to_outcome(await self._provider.cancel(intent.id))
+
+    def _outcome(self, intent: Intent, req: IntentRequest, started: float, *, replayed: bool) -> IntentOutcome:
+        outcome = _to_outcome(intent)
+        self._log_rail(req, outcome.status, started, intent_id=intent.id, replayed=replayed,
+                       decline_code=outcome.decline_code)
+        return outcome
+
+    def _log_rail(self, req: IntentRequest, status: str, started: float, **extra: object) -> None:
+        info = activity.info()
+        log.info(
+            "billing.rail.execution", provider=self._provider.name, status=status, payment_id=req.payment_id,
+            tenant_id=req.tenant_id, attempt=req.attempt, activity_attempt=info.attempt,
+            correlation_id=info.workflow_id, duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            **extra,
+        )
+
+
+def _to_outcome(intent: Intent) -> IntentOutcome:
+    declined = intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and intent.decline_code
+    return IntentOutcome(
+        intent_id=intent.id, status="declined" if declined else intent.status.value,
+        decline_code=intent.decline_code, failure_message=intent.failure_message,
+        next_action_url=intent.next_action_url,
+    )
+
+

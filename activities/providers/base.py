@@ -1,0 +1,97 @@
+"""The payment-provider port: what the saga needs from a card processor, and nothing more.
+
+Adapters: `sandbox` (the embedded default, Stripe's test semantics, state in Postgres) and `stripe` (the official
+SDK, async). Both are driven by the same activities; they must be idempotent on `idempotency_key` and findable
+by `metadata["payment_id"]` so a retried activity never creates a second PaymentIntent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+
+class IntentStatus(StrEnum):
+    """Stripe's PaymentIntent statuses (the subset the saga distinguishes)."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"  # after a decline
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+
+
+class CreateIntent(BaseModel):
+    payment_id: str
+    tenant_id: str
+    attempt: int = 1
+    amount_minor: int = Field(description="In the currency's minor units (cents), as providers count")
+    currency: str = Field(description="ISO 4217, upper case; adapters lower-case it for Stripe")
+    payment_method: str = Field(description="Provider token or test payment method id, never a PAN")
+    customer_ref: str | None = None
+    description: str | None = None
+    return_url: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        # Business ids only: a retried activity or a replayed workflow sends the same key.
+        return f"{self.payment_id}:{self.attempt}"
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"tenant_id": self.tenant_id, "payment_id": self.payment_id, "attempt": str(self.attempt)}
+
+
+class Intent(BaseModel):
+    id: str
+    status: IntentStatus
+    amount_minor: int
+    currency: str
+    metadata: dict[str, str] = Field(default_factory=dict)
+    decline_code: str | None = None
+    failure_message: str | None = None
+    next_action_url: str | None = None
+
+
+class RefundResult(BaseModel):
+    id: str
+    status: str
+    amount_minor: int
+
+
+class CardDeclined(Exception):
+    """A business outcome, not a fault: never retried."""
+
+    def __init__(self, intent_id: str | None, decline_code: str, message: str) -> None:
+        super().__init__(message)
+        self.intent_id = intent_id
+        self.decline_code = decline_code
+        self.message = message
+
+
+class ProviderUnavailable(Exception):
+    """Network error, 5xx, 429, lock conflict: retried with backoff."""
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_and_confirm(self, req: CreateIntent) -> Intent:
+        """Create and confirm a PaymentIntent. Raises CardDeclined (with the intent id when one exists)."""
+        ...
+
+    async def find_intent(self, payment_id: str, attempt: int) -> Intent | None:
+        """The intent created for this payment attempt, if any (lookup by metadata)."""
+        ...
+
+    async def retrieve(self, intent_id: str) -> Intent: ...
+
+    async def cancel(self, intent_id: str) -> Intent:
+        """Cancel if still cancelable; returns the intent as it now is (idempotent)."""
+        ...
+
+    async def refund(self, intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult: ...

@@ -1,0 +1,308 @@
+"""The sandbox payment provider: Stripe's test-mode semantics, embedded, with its state in Postgres.
+
+It honours Stripe's published test payment methods and delivers webhooks to the API the way Stripe does:
+asynchronously, signed with the endpoint secret (`Stripe-Signature: t=…,v1=…`), and — when asked by settings —
+duplicated and out of order, so the real webhook path is always exercised.
+
+Card payments settle asynchronously here (confirm answers `processing`, the outcome arrives by webhook after
+`sandbox_settle_delay_ms`), which is what bank debits and delayed captures do on Stripe: the saga must not
+depend on a synchronous answer. An overdue intent is settled when it is next read, so a crash of the process
+that would have delivered the webhook only delays the outcome until the saga polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import structlog
+
+from activities.providers.base import CardDeclined, CreateIntent, Intent, IntentStatus, RefundResult
+from paysaga.settings import Settings
+
+log = structlog.get_logger("paysaga.sandbox")
+
+
+@dataclass(frozen=True)
+class TestCard:
+    brand: str
+    last4: str
+    outcome: str  # "succeed" | "decline" | "authenticate"
+    decline_code: str | None = None
+
+
+# Stripe's published test payment methods (docs: testing → "cards by brand", "declined payments", "3D Secure").
+TEST_CARDS: dict[str, TestCard] = {
+    "pm_card_visa": TestCard("visa", "4242", "succeed"),
+    "pm_card_visa_debit": TestCard("visa", "5556", "succeed"),
+    "pm_card_mastercard": TestCard("mastercard", "4444", "succeed"),
+    "pm_card_amex": TestCard("amex", "8431", "succeed"),
+    "pm_card_discover": TestCard("discover", "1117", "succeed"),
+    "pm_card_jcb": TestCard("jcb", "0505", "succeed"),
+    "pm_card_unionpay": TestCard("unionpay", "0005", "succeed"),
+    "tok_visa": TestCard("visa", "4242", "succeed"),
+    "tok_mastercard": TestCard("mastercard", "4444", "succeed"),
+    "pm_card_chargeDeclined": TestCard("visa", "0002", "decline", "generic_decline"),
+    "pm_card_chargeDeclinedInsufficientFunds": TestCard("visa", "9995", "decline", "insufficient_funds"),
+    "pm_card_chargeDeclinedLostCard": TestCard("visa", "9987", "decline", "lost_card"),
+    "pm_card_chargeDeclinedStolenCard": TestCard("visa", "9979", "decline", "stolen_card"),
+    "pm_card_chargeDeclinedExpiredCard": TestCard("visa", "0069", "decline", "expired_card"),
+    "pm_card_chargeDeclinedIncorrectCvc": TestCard("visa", "0127", "decline", "incorrect_cvc"),
+    "pm_card_chargeDeclinedProcessingError": TestCard("visa", "0119", "decline", "processing_error"),
+    "pm_card_chargeDeclinedFraudulent": TestCard("visa", "0019", "decline", "fraudulent"),
+    "pm_card_threeDSecure2Required": TestCard("visa", "3220", "authenticate"),
+    "pm_card_threeDSecureRequired": TestCard("visa", "3063", "authenticate"),
+    "pm_card_authenticationRequired": TestCard("visa", "3184", "authenticate"),
+}
+
+
+class UnknownPaymentMethod(ValueError):
+    pass
+
+
+def describe_test_card(token: str) -> TestCard:
+    card = TEST_CARDS.get(token)
+    if card is None:
+        raise UnknownPaymentMethod(f"No such PaymentMethod: '{token}' (the sandbox knows Stripe's test methods)")
+    return card
+
+
+def sign(payload: bytes, secret: str, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+
+    # --- the PaymentProvider port ---------------------------------------------------------------------------
+    async def create_and_confirm(self, req: CreateIntent) -> Intent:
+        card = describe_test_card(req.payment_method)
+        existing = await self._pool.fetchrow(
+            "SELECT * FROM sandbox.payment_intents WHERE tenant_id = $1 AND idempotency_key = $2",
+            req.tenant_id, req.idempotency_key,
+        )
+        if existing is not None:  # an idempotent replay answers what the first request answered
+            return self._replay(existing)
+        status, decline = {
+            "succeed": (IntentStatus.PROCESSING, None),
+            "decline": (IntentStatus.REQUIRES_PAYMENT_METHOD, card.decline_code),
+            "authenticate": (IntentStatus.REQUIRES_ACTION, None),
+        }[card.outcome]
+        message = f"Your card was declined ({decline})." if decline else None
+        row = await self._pool.fetchrow(
+            """INSERT INTO sandbox.payment_intents (intent_id, tenant_id, idempotency_key, payment_id, attempt,
+                   amount_minor, currency, payment_method, status, decline_code, failure_message, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *""",
+            f"pi_sbx_{secrets.token_hex(12)}", req.tenant_id, req.idempotency_key, req.payment_id, req.attempt,
+            req.amount_minor, req.currency.upper(), req.payment_method, status.value, decline, message,
+            req.metadata,
+        )
+        if row is None:  # lost a race with a concurrent identical request
+            return await self.create_and_confirm(req)
+        intent = self._to_intent(row)
+        if card.outcome == "succeed":
+            self._deliver(["payment_intent.created", "payment_intent.processing"], intent)
+            self._spawn(self._settle_later(intent.id))
+        elif card.outcome == "authenticate":
+            self._deliver(["payment_intent.created", "payment_intent.requires_action"], intent)
+        return self._replay(row)
+
+    async def find_intent(self, payment_id: str, attempt: int) -> Intent | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM sandbox.payment_intents WHERE payment_id = $1 AND attempt = $2", payment_id, attempt
+        )
+        return self._to_intent(await self._settle_if_due(row)) if row else None
+
+    async def retrieve(self, intent_id: str) -> Intent:
+        return self._to_intent(await self._settle_if_due(await self._get(intent_id)))
+
+    async def cancel(self, intent_id: str) -> Intent:
+        row = await self._transition(
+            intent_id, {IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_ACTION,
+                        IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.PROCESSING}, IntentStatus.CANCELED,
+        )
+        if row is None:
+            return await self.retrieve(intent_id)
+        intent = self._to_intent(row)
+        self._deliver(["payment_intent.canceled"], intent)
+        return intent
+
+    async def refund(self, intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            intent = await conn.fetchrow(
+                "SELECT * FROM sandbox.payment_intents WHERE intent_id = $1 FOR UPDATE", intent_id
+            )
+            if intent is None:
+                raise ValueError(f"No such payment_intent: '{intent_id}'")
+            done = await conn.fetchrow(
+                "SELECT * FROM sandbox.refunds WHERE tenant_id = $1 AND idempotency_key = $2",
+                intent["tenant_id"], idempotency_key,
+            )
+            if done is not None:
+                return RefundResult(id=done["refund_id"], status=done["status"], amount_minor=done["amount_minor"])
+            if intent["status"] != IntentStatus.SUCCEEDED:
+                raise ValueError(f"PaymentIntent {intent_id} has not succeeded; nothing to refund")
+            remaining = intent["amount_minor"] - intent["amount_refunded"]
+            amount = remaining if amount_minor is None else amount_minor
+            if not 0 < amount <= remaining:
+                raise ValueError(f"Refund amount {amount} exceeds the refundable {remaining}")
+            refund_id = f"re_sbx_{secrets.token_hex(12)}"
+            await conn.execute(
+                """INSERT INTO sandbox.refunds (refund_id, tenant_id, intent_id, idempotency_key, amount_minor,
+                       status) VALUES ($1, $2, $3, $4, $5, 'succeeded')""",
+                refund_id, intent["tenant_id"], intent_id, idempotency_key, amount,
+            )
+            await conn.execute(
+                "UPDATE sandbox.payment_intents SET amount_refunded = amount_refunded + $2 WHERE intent_id = $1",
+                intent_id, amount,
+            )
+        return RefundResult(id=refund_id, status="succeeded", amount_minor=amount)
+
+    # --- sandbox-only: the customer's answer to a 3-D Secure challenge ------------------------------------
+    async def authenticate(self, intent_id: str, succeed: bool) -> Intent:
+        if succeed:
+            row = await self._transition(intent_id, {IntentStatus.REQUIRES_ACTION}, IntentStatus.PROCESSING)
+            if row is not None:
+                self._spawn(self._settle_later(intent_id))
+        else:
+            row = await self._transition(
+                intent_id, {IntentStatus.REQUIRES_ACTION}, IntentStatus.REQUIRES_PAYMENT_METHOD,
+                decline_code="authentication_failed",
+                failure_message="The customer failed or abandoned 3-D Secure authentication.",
+            )
+            if row is not None:
+                self._deliver(["payment_intent.payment_failed"], self._to_intent(row))
+        if row is None:
+            raise ValueError(f"PaymentIntent {intent_id} is not awaiting authentication")
+        return self._to_intent(row)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- mechanics ------------------------------------------------------------------------------------------
+    def _replay(self, row: asyncpg.Record) -> Intent:
+        intent = self._to_intent(row)
+        if intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and intent.decline_code:
+            raise CardDeclined(intent.id, intent.decline_code, intent.failure_message or "declined")
+        return intent
+
+    async def _get(self, intent_id: str) -> asyncpg.Record:
+        row = await self._pool.fetchrow("SELECT * FROM sandbox.payment_intents WHERE intent_id = $1", intent_id)
+        if row is None:
+            raise ValueError(f"No such payment_intent: '{intent_id}'")
+        return row
+
+    async def _transition(
+        self, intent_id: str, sources: set[IntentStatus], target: IntentStatus, **cols: Any
+    ) -> asyncpg.Record | None:
+        extra = "".join(f", {name} = ${i}" for i, name in enumerate(cols, start=4))
+        return await self._pool.fetchrow(
+            f"""UPDATE sandbox.payment_intents SET status = $2, updated_at = now(){extra}
+                WHERE intent_id = $1 AND status = ANY($3::text[]) RETURNING *""",
+            intent_id, target.value, [s.value for s in sources], *cols.values(),
+        )
+
+    async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
+        if row["status"] != IntentStatus.PROCESSING:
+            return row
+        due = row["updated_at"].timestamp() + self._settings.sandbox_settle_delay_ms / 1000
+        if time.time() < due:
+            return row
+        return await self._settle(row["intent_id"]) or await self._get(row["intent_id"])
+
+    async def _settle(self, intent_id: str) -> asyncpg.Record | None:
+        row = await self._transition(intent_id, {IntentStatus.PROCESSING}, IntentStatus.SUCCEEDED)
+        if row is not None:
+            self._deliver(["payment_intent.succeeded"], self._to_intent(row))
+        return row
+
+    async def _settle_later(self, intent_id: str) -> None:
+        await asyncio.sleep(self._settings.sandbox_settle_delay_ms / 1000)
+        await self._settle(intent_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _deliver(self, event_types: list[str], intent: Intent) -> None:
+        events = [self._event(t, intent) for t in event_types]
+        copies = [e for e in events for _ in range(self._settings.sandbox_webhook_duplicates)]
+        if self._settings.sandbox_webhook_shuffle:
+            random.shuffle(copies)
+        for i, event in enumerate(copies):
+            # Out-of-order mode also spreads deliveries in time, so later events may overtake earlier ones.
+            delay = random.uniform(0, 0.2) if self._settings.sandbox_webhook_shuffle else i * 0.001
+            self._spawn(self._post(event, delay))
+
+    def _event(self, event_type: str, intent: Intent) -> dict[str, Any]:
+        last_error = (
+            {"type": "card_error", "code": "card_declined", "decline_code": intent.decline_code,
+             "message": intent.failure_message}
+            if intent.decline_code else None
+        )
+        return {
+            "id": f"evt_sbx_{secrets.token_hex(12)}", "object": "event", "type": event_type,
+            "created": int(time.time()), "livemode": False, "api_version": "2025-01-27",
+            "data": {"object": {
+                "id": intent.id, "object": "payment_intent", "amount": intent.amount_minor,
+                "currency": intent.currency.lower(), "status": intent.status.value, "metadata": intent.metadata,
+                "last_payment_error": last_error,
+                "next_action": {"type": "redirect_to_url", "redirect_to_url": {"url": intent.next_action_url}}
+                if intent.next_action_url else None,
+            }},
+        }
+
+    async def _post(self, event: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        body = json.dumps(event).encode()
+        secret = self._settings.webhook_secret_list[0]
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10)
+        for attempt in range(5):  # Stripe retries for days; a few quick tries are enough on one machine
+            try:
+                headers = {"Stripe-Signature": sign(body, secret, int(time.time())),
+                           "Content-Type": "application/json"}
+                resp = await self._http.post(self._settings.sandbox_webhook_target, content=body, headers=headers)
+                if resp.status_code < 300:
+                    return
+                log.warning("sandbox.webhook_rejected", status=resp.status_code, event_id=event["id"])
+                if 400 <= resp.status_code < 500 and resp.status_code != 409:
+                    return
+            except httpx.HTTPError as exc:
+                log.warning("sandbox.webhook_unreachable", error=str(exc), event_id=event["id"])
+            await asyncio.sleep(0.2 * 2**attempt)
+
+    def _to_intent(self, row: asyncpg.Record) -> Intent:
+        status = IntentStatus(row["status"])
+        metadata = row["metadata"] if isinstance(row["metadata"], dict) else json.loads(row["metadata"])
+        next_url = None
+        if status == IntentStatus.REQUIRES_ACTION:
+            base = self._settings.sandbox_webhook_target.rsplit("/v1/", 1)[0]
+            next_url = f"{base}/v1/sandbox/payment_intents/{row['intent_id']}/authenticate"
+        return Intent(
+            id=row["intent_id"], status=status, amount_minor=row["amount_minor"], currency=row["currency"],
+            metadata=metadata, decline_code=row["decline_code"], failure_message=row["failure_message"],
+            next_action_url=next_url,
+        )

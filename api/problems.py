@@ -1,0 +1,67 @@
+"""RFC 9457 problem details: every error the API returns, with a stable `type` URI per kind of problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://paysaga.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+log = structlog.get_logger("paysaga.api")
+
+
+class Problem(Exception):
+    def __init__(self, status: int, slug: str, title: str, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status, self.slug, self.title, self.detail, self.extra = status, slug, title, detail, extra
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        return problem_response(self.status, self.slug, self.title, self.detail, instance, **self.extra)
+
+
+def problem_response(
+    status: int, slug: str, title: str, detail: str = "", instance: str | None = None, **extra: Any
+) -> JSONResponse:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail or title}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+_HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 415: "unsupported-media-type"}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(400, "malformed-json", "Malformed JSON body",
+                                    "The request body is not valid JSON.", request.url.path)
+        # Never echo the offending input back: it could be anything, including secrets.
+        clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                 for e in errors]
+        return problem_response(422, "validation-error", "Invalid request", "The request body or parameters "
+                                "failed validation.", request.url.path, errors=clean)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = _HTTP_SLUGS.get(exc.status_code, f"http-{exc.status_code}")
+        return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("api.unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+        return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.",
+                                request.url.path)

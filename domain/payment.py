@@ -1,0 +1,168 @@
+"""The Payment aggregate and its six-state machine (seed 003).
+
+    created ──► pending ──► processing ──► completed
+       │  ╲        ▲  │  ╲       │  ╲
+       │   ╲       └──┼───╲──────┘   ╲──► failed
+       │    ╲         │    ╲ (settle_from_processing: asynchronous settlement / 3-D Secure)
+       └──────────────┴─────► canceled
+
+Each of the nine named transitions checks the current state, moves the aggregate and returns the lifecycle
+event it caused; the caller persists row, event and outbox message in one transaction. Terminal states never
+change. The same table is enforced again by a database trigger (migrations/), so neither layer trusts the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from domain.money import Money
+
+
+class PaymentStatus(StrEnum):
+    CREATED = "created"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.CANCELED})
+
+S = PaymentStatus
+# transition name → (states it may start from, state it leads to). `reconcile` leads to the provider's verdict.
+TRANSITIONS: dict[str, tuple[frozenset[PaymentStatus], PaymentStatus | None]] = {
+    "mark_pending": (frozenset({S.CREATED}), S.PENDING),
+    "mark_processing": (frozenset({S.CREATED, S.PENDING}), S.PROCESSING),
+    "mark_completed": (frozenset({S.PROCESSING}), S.COMPLETED),
+    # created → failed: declined by a hard risk rule before any provider call.
+    "mark_failed": (frozenset({S.CREATED, S.PROCESSING}), S.FAILED),
+    "mark_canceled": (frozenset({S.CREATED, S.PENDING}), S.CANCELED),
+    "confirm_from_pending": (frozenset({S.PENDING}), S.COMPLETED),
+    "reject_from_pending": (frozenset({S.PENDING}), S.FAILED),
+    "settle_from_processing": (frozenset({S.PROCESSING}), S.PENDING),
+    "reconcile": (frozenset({S.PENDING, S.PROCESSING}), None),
+}
+
+# Every edge any transition can take; the database trigger encodes the same set.
+ALLOWED_EDGES: frozenset[tuple[PaymentStatus, PaymentStatus]] = frozenset(
+    (src, dst)
+    for sources, target in TRANSITIONS.values()
+    for src in sources
+    for dst in ([target] if target else [S.COMPLETED, S.FAILED])
+)
+
+
+class InvalidTransition(Exception):
+    def __init__(self, payment_id: str, transition: str, status: PaymentStatus) -> None:
+        super().__init__(f"{transition} is not allowed for payment {payment_id} in state {status}")
+        self.transition = transition
+        self.status = status
+
+
+def transition_id(payment_id: str, seq: int) -> str:
+    """Deterministic: the same transition recorded twice (a retried activity) has the same id."""
+    return hashlib.sha256(f"{payment_id}:{seq}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    payment_id: str
+    seq: int
+    type: str
+    transition: str
+    old_status: PaymentStatus | None
+    new_status: PaymentStatus
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def transition_id(self) -> str:
+        return transition_id(self.payment_id, self.seq)
+
+
+@dataclass
+class Payment:
+    payment_id: str
+    tenant_id: str
+    customer_id: str
+    payment_method_id: str
+    amount: Money
+    status: PaymentStatus = PaymentStatus.CREATED
+    event_seq: int = 0
+    provider_intent_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> tuple[Payment, LifecycleEvent]:
+        payment = cls(**kwargs)
+        payment.event_seq = 1
+        event = LifecycleEvent(
+            payment.payment_id, 1, "payment.created", "create", None, S.CREATED,
+            {"amount_micros": payment.amount.micros, "currency": payment.amount.currency},
+        )
+        return payment, event
+
+    # --- the nine transitions ---------------------------------------------------------------------------
+    def mark_pending(self, **meta: Any) -> LifecycleEvent:
+        return self._apply("mark_pending", meta)
+
+    def mark_processing(self, *, provider_intent_id: str | None = None, **meta: Any) -> LifecycleEvent:
+        event = self._apply("mark_processing", {**meta, "provider_intent_id": provider_intent_id})
+        self.provider_intent_id = provider_intent_id or self.provider_intent_id
+        return event
+
+    def mark_completed(self, **meta: Any) -> LifecycleEvent:
+        return self._apply("mark_completed", meta)
+
+    def mark_failed(self, *, code: str, message: str = "", **meta: Any) -> LifecycleEvent:
+        return self._fail("mark_failed", code, message, meta)
+
+    def mark_canceled(self, *, reason: str, **meta: Any) -> LifecycleEvent:
+        return self._apply("mark_canceled", {**meta, "reason": reason})
+
+    def confirm_from_pending(self, **meta: Any) -> LifecycleEvent:
+        return self._apply("confirm_from_pending", meta)
+
+    def reject_from_pending(self, *, code: str, message: str = "", **meta: Any) -> LifecycleEvent:
+        return self._fail("reject_from_pending", code, message, meta)
+
+    def settle_from_processing(self, **meta: Any) -> LifecycleEvent:
+        return self._apply("settle_from_processing", meta)
+
+    def reconcile(self, outcome: PaymentStatus, **meta: Any) -> LifecycleEvent:
+        if outcome not in (S.COMPLETED, S.FAILED):
+            raise ValueError(f"reconcile settles to completed or failed, not {outcome}")
+        return self._apply("reconcile", meta, target=outcome)
+
+    # --- mechanics --------------------------------------------------------------------------------------
+    def can(self, transition: str) -> bool:
+        return self.status in TRANSITIONS[transition][0]
+
+    def _fail(self, name: str, code: str, message: str, meta: dict[str, Any]) -> LifecycleEvent:
+        event = self._apply(name, {**meta, "failure_code": code, "failure_message": message})
+        self.failure_code, self.failure_message = code, message
+        return event
+
+    def _apply(
+        self, name: str, meta: dict[str, Any], target: PaymentStatus | None = None
+    ) -> LifecycleEvent:
+        sources, fixed_target = TRANSITIONS[name]
+        if self.status not in sources:
+            raise InvalidTransition(self.payment_id, name, self.status)
+        new_status = fixed_target or target
+        assert new_status is not None
+        self.event_seq += 1
+        event = LifecycleEvent(
+            self.payment_id, self.event_seq, f"payment.{new_status.value}", name, self.status, new_status,
+            {k: v for k, v in meta.items() if v is not None},
+        )
+        self.status = new_status
+        return event

@@ -1,0 +1,151 @@
+"""`paysaga` — the command line: the embedded stack, the worker, the API, migrations and tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from paysaga.logs import configure_logging
+from paysaga.settings import get_settings
+
+app = typer.Typer(help="paysaga: payments as durable Temporal workflows.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+
+
+@app.command()
+def worker(metrics_port: Annotated[int, typer.Option(help="Temporal SDK metrics (Prometheus)")] = 9464) -> None:
+    """Run the Temporal worker (workflows + activities)."""
+    from worker import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings, metrics_port=metrics_port or None))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="warning", access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the SQL migrations (needs DATABASE_ADMIN_URL: the owner role)."""
+    from paysaga.devstack import migrate as run_migrations
+
+    settings = get_settings()
+    if not settings.database_admin_url:
+        raise typer.BadParameter("set DATABASE_ADMIN_URL to the owner role's connection URL")
+    run_migrations(settings.database_admin_url)
+    typer.echo("migrations applied")
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: str,
+    role: Annotated[list[str], typer.Option("--role", help="payments | finance | admin (repeatable)")] = ["payments"],  # noqa: B006
+) -> None:
+    """Create a tenant and print its API key (shown once)."""
+    from paysaga.tenants import create_tenant
+
+    settings = get_settings()
+    if not settings.database_admin_url:
+        raise typer.BadParameter("set DATABASE_ADMIN_URL to the owner role's connection URL")
+    tenant_id, key = asyncio.run(create_tenant(settings.database_admin_url, name, role))
+    typer.echo(f"tenant_id={tenant_id}\napi_key={key}")
+
+
+@app.command()
+def dev(
+    api_port: Annotated[int, typer.Option()] = 8000,
+    temporal_port: Annotated[int, typer.Option()] = 7233,
+    ui_port: Annotated[int, typer.Option()] = 8233,
+) -> None:
+    """Start the embedded stack: Postgres, Temporal dev server + UI, migrations, worker, API, a demo tenant."""
+    from paysaga import devstack
+    from paysaga.tenants import create_tenant
+
+    settings = get_settings()
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"starting PostgreSQL (data in {settings.data_dir / 'pg'}) ...")
+    sock = devstack.start_postgres(data / "pg")
+    admin_url = devstack.socket_url(sock, "postgres", devstack.DB_NAME)
+    app_url = devstack.socket_url(sock, devstack.APP_ROLE, devstack.DB_NAME)
+    asyncio.run(devstack.ensure_database(devstack.socket_url(sock, "postgres", "postgres")))
+    devstack.migrate(admin_url)
+    asyncio.run(devstack.enable_app_login(admin_url))
+
+    typer.echo("starting the Temporal dev server ...")
+    temporal = devstack.start_temporal(temporal_port, ui_port, data / "temporal.db", data / "temporal.log")
+    key_file = data / "demo-api-key"
+    if not key_file.exists():
+        _, key = asyncio.run(create_tenant(admin_url, "demo", ["payments", "finance", "admin"]))
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    key = key_file.read_text().strip()
+
+    env = devstack.child_env(
+        DATABASE_URL=app_url, DATABASE_ADMIN_URL=admin_url, TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
+        PAYSAGA_API_PORT=str(api_port), PAYSAGA_API_HOST="127.0.0.1",
+    )
+    me = [sys.executable, "-m", "paysaga.cli"]
+    children = [
+        subprocess.Popen([*me, "worker"], env=env),
+        subprocess.Popen([*me, "api", "--port", str(api_port)], env=env),
+    ]
+    devstack.wait_for_port(api_port, timeout=60)
+    typer.echo(
+        f"\npaysaga is running\n"
+        f"  API          http://127.0.0.1:{api_port}   (docs: /docs, metrics: /metrics)\n"
+        f"  Temporal UI  http://127.0.0.1:{ui_port}\n"
+        f"  Temporal     127.0.0.1:{temporal_port}   (temporal workflow list --address 127.0.0.1:{temporal_port})\n"
+        f"  DATABASE_URL {app_url}\n"
+        f"  demo API key {key}\n"
+        f"Ctrl-C stops everything.\n"
+    )
+    _wait_and_stop([*children, temporal])
+
+
+def _wait_and_stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    stop = False
+
+    def _on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    while not stop and all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    typer.echo("stopped")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,87 @@
+"""Configuration: one pydantic-settings model, read from the environment.
+
+`DATABASE_URL` and `TEMPORAL_ADDRESS` are read without a prefix so that pointing paysaga at external servers
+(production) is the same two variables every other tool uses; everything else is `PAYSAGA_*`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYSAGA_", extra="ignore")
+
+    # --- servers -------------------------------------------------------------------------------------------
+    database_url: str = Field(
+        default="postgresql://paysaga_app@localhost:5432/paysaga",
+        validation_alias=AliasChoices("DATABASE_URL", "PAYSAGA_DATABASE_URL"),
+        description="The application role: not owner, not superuser, NOBYPASSRLS.",
+    )
+    database_admin_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_ADMIN_URL", "PAYSAGA_DATABASE_ADMIN_URL"),
+        description="Owner role, used only by migrations and `paysaga tenants create`.",
+    )
+    temporal_address: str = Field(
+        default="localhost:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "PAYSAGA_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "paysaga-payments"
+
+    # --- the embedded stack (paysaga dev) ------------------------------------------------------------------
+    data_dir: Path = Path(".paysaga")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    # --- payment provider ----------------------------------------------------------------------------------
+    provider: Literal["sandbox", "stripe"] = "sandbox"
+    stripe_api_key: str = "sk_test_paysaga"
+    stripe_api_base: str | None = Field(default=None, description="e.g. http://localhost:8420 for localstripe")
+    # Comma-separated: during a secret rotation both the old and the new secret verify.
+    stripe_webhook_secrets: str = "whsec_paysaga_dev_secret"
+    webhook_tolerance_seconds: int = 300
+
+    # Sandbox behaviour (the embedded default provider).
+    sandbox_webhook_url: str | None = Field(
+        default=None, description="Where the sandbox posts webhooks; default http://{api_host}:{api_port}"
+    )
+    sandbox_settle_delay_ms: int = 50
+    sandbox_webhook_duplicates: int = Field(default=1, ge=1, description="Deliver every event this many times")
+    sandbox_webhook_shuffle: bool = Field(default=False, description="Deliver events out of order")
+
+    # --- the payment saga ----------------------------------------------------------------------------------
+    webhook_wait_seconds: float = Field(default=30.0, description="Poll the provider if no webhook by then")
+    settlement_timeout_seconds: float = Field(default=86_400.0, description="Give up polling after this")
+    three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
+
+    # --- risk (hard rules; per-tenant overrides come later) ------------------------------------------------
+    risk_max_amount_micros: int = 50_000 * 1_000_000
+    risk_velocity_window_seconds: int = 3600
+    risk_velocity_max_payments: int = 20
+
+    # --- API -----------------------------------------------------------------------------------------------
+    idempotency_ttl_hours: int = 48
+    idempotency_lease_seconds: int = 60
+    log_level: str = "INFO"
+
+    @property
+    def webhook_secret_list(self) -> list[str]:
+        return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
+
+    @property
+    def sandbox_webhook_target(self) -> str:
+        base = self.sandbox_webhook_url or f"http://{self.api_host}:{self.api_port}"
+        return base.rstrip("/") + "/v1/webhooks/stripe"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,75 @@
+"""The Temporal worker: registers the workflows and their activities on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import structlog
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
+
+from activities.payments import PaymentActivities
+from activities.providers import build_provider
+from domain.risk import RiskLimits
+from paysaga.db import create_pool
+from paysaga.settings import Settings
+from workflows.payment import PaymentWorkflow
+
+log = structlog.get_logger("paysaga.worker")
+
+WORKFLOWS = [PaymentWorkflow]
+
+
+async def connect_client(settings: Settings, *, metrics_port: int | None = None) -> Client:
+    runtime = None
+    if metrics_port:
+        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}"))
+        runtime = Runtime(telemetry=telemetry)
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter, **({"runtime": runtime} if runtime else {}),
+    )
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        max_amount_micros=settings.risk_max_amount_micros,
+        velocity_max_payments=settings.risk_velocity_max_payments,
+        velocity_window_seconds=settings.risk_velocity_window_seconds,
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A started worker with its pool and provider; everything is closed on exit."""
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url, max_size=10)
+        stack.push_async_callback(pool.close)
+        provider = build_provider(settings, pool)
+        if hasattr(provider, "aclose"):
+            stack.push_async_callback(provider.aclose)
+        acts = PaymentActivities(pool, provider, risk_limits(settings))
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=[acts.record_payment, acts.assess_risk, acts.transition, acts.create_intent,
+                        acts.get_intent, acts.cancel_intent],
+            # Autoscaling pollers keep enough polls on the queue where new workflows arrive
+            # (see PERFORMANCE-NOTES: the default leaves about one).
+            workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+            activity_task_poller_behavior=PollerBehaviorAutoscaling(),
+        )
+        async with worker:
+            log.info("worker.started", task_queue=settings.task_queue, provider=provider.name)
+            yield worker
+
+
+async def run_worker(settings: Settings, *, metrics_port: int | None = 9464) -> None:
+    client = await connect_client(settings, metrics_port=metrics_port)
+    async with running_worker(client, settings):
+        await asyncio.Event().wait()

@@ -1,0 +1,129 @@
+"""Messages between the API, the payment workflow and its activities (serialised by the pydantic converter).
+
+Kept free of I/O imports: the workflow sandbox re-imports this module on every run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from domain.payment import PaymentStatus
+
+
+def payment_workflow_id(tenant_id: str, payment_id: str) -> str:
+    """One workflow per payment; the id is a business id so a retried start joins the same run."""
+    return f"payment/{tenant_id}/{payment_id}"
+
+
+class PaymentInput(BaseModel):
+    """The one input of PaymentWorkflow."""
+
+    tenant_id: str
+    payment_id: str
+    customer_id: str
+    payment_method_id: str
+    amount_micros: int
+    currency: str
+    description: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    actor: str = "api"
+    # Timings travel with the input (not read from settings) so that a replay sees the values the run saw.
+    webhook_wait_seconds: float = 30.0
+    three_ds_timeout_seconds: float = 900.0
+    settlement_timeout_seconds: float = 86_400.0
+
+
+class PaymentView(BaseModel):
+    """A payment as the API shows it."""
+
+    id: str
+    tenant_id: str
+    customer_id: str
+    payment_method_id: str
+    amount_micros: int
+    currency: str
+    status: PaymentStatus
+    description: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provider: str
+    provider_intent_id: str | None = None
+    attempt: int = 1
+    failure_code: str | None = None
+    failure_message: str | None = None
+    next_action: dict[str, Any] | None = None
+    risk_score: int | None = None
+    risk_reasons: list[str] | None = None
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProviderEvent(BaseModel):
+    """A provider webhook, reduced to what the saga needs. `event_id` de-duplicates inside the workflow."""
+
+    event_id: str
+    type: str
+    intent_id: str | None = None
+    intent_status: str | None = None
+    decline_code: str | None = None
+    failure_message: str | None = None
+
+
+class CancelRequest(BaseModel):
+    request_id: str
+    reason: str = "requested_by_customer"
+
+
+class TransitionRequest(BaseModel):
+    tenant_id: str
+    payment_id: str
+    transition: Literal[
+        "mark_pending", "mark_processing", "mark_completed", "mark_failed", "mark_canceled",
+        "confirm_from_pending", "reject_from_pending", "settle_from_processing", "reconcile",
+    ]
+    actor: str
+    correlation_id: str
+    provider_intent_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    reason: str | None = None
+    outcome: PaymentStatus | None = None  # for reconcile
+    next_action: dict[str, Any] | None = None
+    clear_next_action: bool = False
+
+
+class RiskRequest(BaseModel):
+    tenant_id: str
+    payment_id: str
+    customer_id: str
+    amount_micros: int
+    currency: str
+
+
+class RiskResult(BaseModel):
+    allowed: bool
+    score: int
+    reasons: list[str]
+    decline_code: str | None = None
+
+
+class IntentRequest(BaseModel):
+    tenant_id: str
+    payment_id: str
+    attempt: int
+    payment_method_id: str
+    amount_micros: int
+    currency: str
+    description: str | None = None
+
+
+class IntentOutcome(BaseModel):
+    intent_id: str | None
+    status: str  # a provider IntentStatus value, or "declined"
+    decline_code: str | None = None
+    failure_message: str | None = None
+    next_action_url: str | None = None

@@ -1,0 +1,260 @@
+"""PaymentWorkflow: one durable saga per payment.
+
+record (created) → risk check → create + confirm the PaymentIntent (processing) → [3-D Secure: pending, wait for
+the customer] → wait for the provider's webhook, polling if none arrives → completed | failed | canceled.
+
+Deterministic: no I/O, time from workflow.now(), every side effect in an activity. Compensation (cancel the
+intent) is registered before the step that creates the intent, so any failure after it leaves no live intent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.payments import INVALID_REQUEST, INVALID_TRANSITION, PaymentActivities
+    from domain.payment import PaymentStatus
+    from workflows import search_attributes as sa
+    from workflows.contracts import (
+        CancelRequest,
+        IntentOutcome,
+        IntentRequest,
+        PaymentInput,
+        PaymentView,
+        ProviderEvent,
+        RiskRequest,
+        RiskResult,
+        TransitionRequest,
+    )
+
+NON_RETRYABLE = [INVALID_REQUEST, INVALID_TRANSITION]
+DB_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10),
+                       non_retryable_error_types=NON_RETRYABLE)
+PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), maximum_attempts=8,
+                             non_retryable_error_types=NON_RETRYABLE)
+# Stripe keeps idempotency keys for 24 h: a money-moving call must never be retried past that.
+PROVIDER_SCHEDULE_TO_CLOSE = timedelta(hours=23)
+PROVIDER_START_TO_CLOSE = timedelta(seconds=30)
+
+# Which saga transition a provider intent status implies, given where the payment stands.
+ON_INTENT: dict[tuple[PaymentStatus, str], str] = {
+    (PaymentStatus.PROCESSING, "succeeded"): "mark_completed",
+    (PaymentStatus.PROCESSING, "declined"): "mark_failed",
+    (PaymentStatus.PROCESSING, "requires_action"): "settle_from_processing",
+    (PaymentStatus.PENDING, "succeeded"): "confirm_from_pending",
+    (PaymentStatus.PENDING, "declined"): "reject_from_pending",
+    (PaymentStatus.PENDING, "processing"): "mark_processing",
+    (PaymentStatus.PENDING, "canceled"): "mark_canceled",
+    (PaymentStatus.PROCESSING, "canceled"): "mark_failed",
+}
+
+
+def start_search_attributes(inp: PaymentInput) -> TypedSearchAttributes:
+    """Known at start, so set with the start request instead of an upsert (one visibility write fewer)."""
+    return TypedSearchAttributes([
+        SearchAttributePair(sa.TENANT_ID, inp.tenant_id),
+        SearchAttributePair(sa.CUSTOMER_ID, inp.customer_id),
+        SearchAttributePair(sa.PAYMENT_ID, inp.payment_id),
+        SearchAttributePair(sa.CURRENCY, inp.currency),
+        SearchAttributePair(sa.PAYMENT_STATUS, PaymentStatus.CREATED.value),
+    ])
+
+
+@workflow.defn
+class PaymentWorkflow:
+    def __init__(self) -> None:
+        self._inp: PaymentInput | None = None
+        self._view: PaymentView | None = None
+        self._intent: IntentOutcome | None = None
+        self._submitted = False  # the provider has the intent: POST /v1/payments may answer
+        self._in_provider_call = False
+        self._events: list[ProviderEvent] = []
+        self._seen_events: set[str] = set()
+        self._cancel: CancelRequest | None = None
+
+    # --- messages -------------------------------------------------------------------------------------------
+    @workflow.update
+    async def submitted(self) -> PaymentView:
+        """Answers once the PaymentIntent exists (or the payment ended before that: risk decline, cancel)."""
+        await workflow.wait_condition(lambda: self._submitted or self._terminal)
+        assert self._view is not None
+        return self._view
+
+    @workflow.signal
+    def provider_event(self, event: ProviderEvent) -> None:
+        if event.event_id in self._seen_events:  # webhooks arrive more than once; act on each id once
+            return
+        self._seen_events.add(event.event_id)
+        self._events.append(event)
+
+    @workflow.update
+    async def cancel(self, req: CancelRequest) -> PaymentView:
+        if self._cancel is None:
+            self._cancel = req
+        await workflow.wait_condition(lambda: self._terminal)
+        assert self._view is not None
+        return self._view
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        status = self._view.status if self._view else PaymentStatus.CREATED
+        if status not in (PaymentStatus.CREATED, PaymentStatus.PENDING) or self._in_provider_call:
+            raise ApplicationError(f"a {status.value} payment cannot be canceled", type="NotCancelable")
+
+    @workflow.query
+    def status(self) -> PaymentView | None:
+        return self._view
+
+    # --- the saga -------------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: PaymentInput) -> PaymentView:
+        self._inp = inp
+        self._view = await self._local(PaymentActivities.record_payment, inp)
+        if self._terminal:  # a re-run after the payment was already settled (e.g. a reset)
+            return self._view
+        risk: RiskResult = await self._local(PaymentActivities.assess_risk, RiskRequest(
+            tenant_id=inp.tenant_id, payment_id=inp.payment_id, customer_id=inp.customer_id,
+            amount_micros=inp.amount_micros, currency=inp.currency,
+        ))
+        if not risk.allowed:
+            await self._transition("mark_failed", failure_code=risk.decline_code,
+                                   failure_message=f"declined by risk rule {risk.decline_code}")
+            return self._view
+        if self._cancel is not None:
+            await self._transition("mark_canceled", reason=self._cancel.reason)
+            return self._view
+
+        intent_req = IntentRequest(
+            tenant_id=inp.tenant_id, payment_id=inp.payment_id, attempt=self._view.attempt,
+            payment_method_id=inp.payment_method_id, amount_micros=inp.amount_micros, currency=inp.currency,
+            description=inp.description,
+        )
+        compensations = [(PaymentActivities.cancel_intent, intent_req)]  # registered before the step it undoes
+        try:
+            await self._submit(intent_req)
+            await self._await_outcome(intent_req)
+        except (ActivityError, ApplicationError) as err:
+            workflow.logger.error("payment saga failed; compensating", extra={"error": str(err.cause or err)})
+            for fn, arg in reversed(compensations):
+                await self._provider_call(fn, arg)
+            await self._fail_after_error(str(err.cause or err))
+        return self._view
+
+    async def _submit(self, req: IntentRequest) -> None:
+        self._in_provider_call = True
+        try:
+            outcome: IntentOutcome = await self._provider_call(PaymentActivities.create_intent, req)
+        finally:
+            self._in_provider_call = False
+        self._intent = outcome
+        if outcome.status == "declined" and outcome.intent_id is None:
+            await self._transition("mark_failed", failure_code=outcome.decline_code,
+                                   failure_message=outcome.failure_message)
+        else:
+            await self._transition("mark_processing", provider_intent_id=outcome.intent_id)
+            await self._apply_intent_status(outcome.status, outcome, source="confirm")
+        self._submitted = True
+
+    async def _await_outcome(self, req: IntentRequest) -> None:
+        assert self._inp is not None
+        inp = self._inp
+        started = workflow.now()
+        while not self._terminal:
+            assert self._view is not None
+            pending = self._view.status == PaymentStatus.PENDING
+            if pending:  # the customer has a 3-D Secure challenge in front of them
+                limit = timedelta(seconds=inp.three_ds_timeout_seconds) - (workflow.now() - started)
+                wait = min(timedelta(seconds=inp.webhook_wait_seconds), max(limit, timedelta(0)))
+            else:
+                wait = timedelta(seconds=inp.webhook_wait_seconds)
+            try:
+                await workflow.wait_condition(lambda: bool(self._events) or self._cancel is not None,
+                                              timeout=wait)
+            except TimeoutError:
+                if pending and workflow.now() - started >= timedelta(seconds=inp.three_ds_timeout_seconds):
+                    await self._abandon(req, "authentication_abandoned")
+                    return
+                if workflow.now() - started >= timedelta(seconds=inp.settlement_timeout_seconds):
+                    raise ApplicationError("no settlement in time", type="SettlementTimeout") from None
+                await self._poll()  # no webhook in time: ask the provider
+                continue
+            if self._cancel is not None and self._view.status == PaymentStatus.PENDING:
+                await self._abandon(req, self._cancel.reason)
+                return
+            while self._events and not self._terminal:
+                event = self._events.pop(0)
+                await self._on_event(event)
+
+    async def _on_event(self, event: ProviderEvent) -> None:
+        if self._intent and event.intent_id and event.intent_id != self._intent.intent_id:
+            return  # an event about another attempt's intent
+        status = "declined" if event.type == "payment_intent.payment_failed" else (event.intent_status or "")
+        outcome = IntentOutcome(intent_id=event.intent_id, status=status, decline_code=event.decline_code,
+                                failure_message=event.failure_message)
+        await self._apply_intent_status(status, outcome, source=f"webhook:{event.event_id}")
+
+    async def _poll(self) -> None:
+        if not self._intent or not self._intent.intent_id:
+            return
+        outcome: IntentOutcome = await self._provider_call(PaymentActivities.get_intent, self._intent.intent_id)
+        await self._apply_intent_status(outcome.status, outcome, source="poll")
+
+    async def _apply_intent_status(self, status: str, outcome: IntentOutcome, *, source: str) -> None:
+        assert self._view is not None
+        transition = ON_INTENT.get((self._view.status, status))
+        if transition is None:
+            return  # stale or out-of-order news (e.g. `processing` after `succeeded`): nothing to do
+        await self._transition(
+            transition,
+            failure_code=outcome.decline_code or ("canceled_by_provider" if status == "canceled" else None),
+            failure_message=outcome.failure_message,
+            reason="canceled_by_provider" if status == "canceled" else None,
+            next_action={"type": "redirect_to_url", "redirect_to_url": {"url": outcome.next_action_url}}
+            if outcome.next_action_url else None,
+            clear_next_action=transition in ("mark_processing", "confirm_from_pending"),
+            actor=source,
+        )
+
+    async def _abandon(self, req: IntentRequest, reason: str) -> None:
+        await self._provider_call(PaymentActivities.cancel_intent, req)
+        await self._transition("mark_canceled", reason=reason, clear_next_action=True)
+
+    async def _fail_after_error(self, message: str) -> None:
+        assert self._view is not None
+        if self._view.status == PaymentStatus.PENDING:
+            await self._transition("reject_from_pending", failure_code="internal_error", failure_message=message)
+        elif self._view.status in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
+            await self._transition("mark_failed", failure_code="internal_error", failure_message=message)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    @property
+    def _terminal(self) -> bool:
+        return self._view is not None and self._view.status.is_terminal
+
+    async def _transition(self, transition: str, *, actor: str = "workflow", **fields: Any) -> None:
+        assert self._inp is not None and self._view is not None
+        before = self._view.status
+        self._view = await self._local(PaymentActivities.transition, TransitionRequest(
+            tenant_id=self._inp.tenant_id, payment_id=self._inp.payment_id, transition=transition,  # type: ignore[arg-type]
+            actor=actor, correlation_id=workflow.info().workflow_id,
+            **{k: v for k, v in fields.items() if v is not None},
+        ))
+        if self._view.status != before:
+            workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(self._view.status.value)])
+
+    async def _local(self, fn: Any, arg: Any) -> Any:
+        return await workflow.execute_local_activity(
+            fn, arg, start_to_close_timeout=timedelta(seconds=10), retry_policy=DB_RETRY
+        )
+
+    async def _provider_call(self, fn: Any, arg: Any) -> Any:
+        return await workflow.execute_activity(
+            fn, arg, start_to_close_timeout=PROVIDER_START_TO_CLOSE,
+            schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=PROVIDER_RETRY,
+        )
