@@ -123,6 +123,7 @@ async def create_payment(
         webhook_wait_seconds=settings.webhook_wait_seconds,
         three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
         settlement_timeout_seconds=settings.settlement_timeout_seconds,
+        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
     )
     try:
         view = await start_payment(request.app.state.temporal, settings.task_queue, inp)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         default=None, description="Where the sandbox posts webhooks; default http://{api_host}:{api_port}"
     )
     sandbox_settle_delay_ms: int = 50
+    sandbox_response_latency_ms: int = Field(
+        default=0, description="Emulated network latency after the provider has done the work (a slow answer)"
+    )
     sandbox_webhook_duplicates: int = Field(default=1, ge=1, description="Deliver every event this many times")
     sandbox_webhook_shuffle: bool = Field(default=False, description="Deliver events out of order")
 
@@ -61,6 +64,7 @@ class Settings(BaseSettings):
     webhook_wait_seconds: float = Field(default=30.0, description="Poll the provider if no webhook by then")
     settlement_timeout_seconds: float = Field(default=86_400.0, description="Give up polling after this")
     three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
+    provider_call_timeout_seconds: float = Field(default=30.0, description="start_to_close of one provider call")
 
     # --- risk (hard rules; per-tenant overrides come later) ------------------------------------------------
     risk_max_amount_micros: int = 50_000 * 1_000_000

@@ -35,6 +35,7 @@ class PaymentInput(BaseModel):
     webhook_wait_seconds: float = 30.0
     three_ds_timeout_seconds: float = 900.0
     settlement_timeout_seconds: float = 86_400.0
+    provider_call_timeout_seconds: float = 30.0
 
 
 class PaymentView(BaseModel):

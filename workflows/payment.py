@@ -40,7 +40,6 @@ PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coef
                              non_retryable_error_types=NON_RETRYABLE)
 # Stripe keeps idempotency keys for 24 h: a money-moving call must never be retried past that.
 PROVIDER_SCHEDULE_TO_CLOSE = timedelta(hours=23)
-PROVIDER_START_TO_CLOSE = timedelta(seconds=30)
 
 # Which saga transition a provider intent status implies, given where the payment stands.
 ON_INTENT: dict[tuple[PaymentStatus, str], str] = {
@@ -254,7 +253,8 @@ class PaymentWorkflow:
         )
 
     async def _provider_call(self, fn: Any, arg: Any) -> Any:
+        assert self._inp is not None
         return await workflow.execute_activity(
-            fn, arg, start_to_close_timeout=PROVIDER_START_TO_CLOSE,
+            fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
             schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=PROVIDER_RETRY,
         )

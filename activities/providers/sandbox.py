@@ -116,6 +116,8 @@ class SandboxProvider:
         )
         if row is None:  # lost a race with a concurrent identical request
             return await self.create_and_confirm(req)
+        if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
+            await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         intent = self._to_intent(row)
         if card.outcome == "succeed":
             self._deliver(["payment_intent.created", "payment_intent.processing"], intent)
