@@ -182,6 +182,7 @@ class SandboxProvider:
         if succeed:
             row = await self._transition(intent_id, {IntentStatus.REQUIRES_ACTION}, IntentStatus.PROCESSING)
             if row is not None:
+                self._deliver(["payment_intent.processing"], self._to_intent(row))
                 self._spawn(self._settle_later(intent_id))
         else:
             row = await self._transition(

@@ -1,0 +1,142 @@
+"""The database's own guarantees, against the real PostgreSQL: row-level security, the transition trigger,
+append-only lifecycle events, and row + event + outbox written together."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from activities import payment_store
+from paysaga.db import create_pool, tenant_tx
+from tests.stack import Stack
+from workflows.contracts import PaymentInput
+
+pytestmark = pytest.mark.integration
+
+TENANT_TABLES = ["tenants", "api_keys", "customers", "payment_methods", "payments", "payment_events", "outbox",
+                 "inbox", "idempotency_keys"]
+
+
+@pytest.fixture
+async def app_pool(stack: Stack) -> asyncpg.Pool:
+    pool = await create_pool(stack.db.app_url, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def seed_payment(pool: asyncpg.Pool, tenant_id: str) -> str:
+    cid, pm, pid = f"cus_{uuid.uuid4().hex[:8]}", f"pm_{uuid.uuid4().hex[:8]}", f"pay_{uuid.uuid4().hex[:8]}"
+    async with tenant_tx(pool, tenant_id) as conn:
+        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tenant_id)
+        await conn.execute(
+            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
+                   provider_token) VALUES ($1, $2, $3, 'sandbox', 'pm_card_visa')""", pm, tenant_id, cid)
+        await payment_store.insert_created(conn, PaymentInput(
+            tenant_id=tenant_id, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
+            currency="USD", idempotency_key=f"k-{pid}"), "sandbox", "test")
+    return pid
+
+
+async def test_app_role_is_neither_owner_nor_superuser(app_pool: asyncpg.Pool) -> None:
+    role = await app_pool.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    assert role["rolsuper"] is False and role["rolbypassrls"] is False
+    owners = await app_pool.fetch(
+        "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'paysaga' AND tableowner = current_user")
+    assert owners == []
+
+
+async def test_rls_is_forced_on_every_tenant_table(stack: Stack) -> None:
+    rows = await stack.admin_pool.fetch(
+        """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'paysaga' AND c.relkind = 'r'""")
+    tables = {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows}
+    for table in TENANT_TABLES:
+        assert tables[table] == (True, True), table
+
+
+async def test_tenant_a_never_sees_or_writes_tenant_b(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    a, _ = await stack.new_tenant()
+    b, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, a)
+    async with tenant_tx(app_pool, a) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM paysaga.payments WHERE payment_id = $1", pid) == 1
+        assert await conn.fetchval("SELECT count(*) FROM paysaga.payment_events WHERE payment_id = $1", pid) == 1
+    async with tenant_tx(app_pool, b) as conn:
+        for table in TENANT_TABLES:
+            leaked = await conn.fetchval(f"SELECT count(*) FROM paysaga.{table} WHERE tenant_id = $1", a)
+            assert leaked == 0, table
+        assert await conn.execute("UPDATE paysaga.payments SET description = 'x' WHERE payment_id = $1", pid) \
+            == "UPDATE 0"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # WITH CHECK: cannot write rows for another tenant
+        async with tenant_tx(app_pool, b) as conn:
+            await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ('cus_x', $1)", a)
+
+
+async def test_no_tenant_set_means_zero_rows(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    a, _ = await stack.new_tenant()
+    await seed_payment(app_pool, a)
+    async with app_pool.acquire() as conn:
+        for table in TENANT_TABLES:
+            assert await conn.fetchval(f"SELECT count(*) FROM paysaga.{table}") == 0, table
+
+
+async def test_trigger_rejects_invalid_transition_and_terminal_change(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    with pytest.raises(asyncpg.CheckViolationError, match="invalid payment transition created -> completed"):
+        async with tenant_tx(app_pool, tid) as conn:
+            await conn.execute("UPDATE paysaga.payments SET status = 'completed' WHERE payment_id = $1", pid)
+    async with tenant_tx(app_pool, tid) as conn:
+        await conn.execute("UPDATE paysaga.payments SET status = 'processing' WHERE payment_id = $1", pid)
+        await conn.execute("UPDATE paysaga.payments SET status = 'completed' WHERE payment_id = $1", pid)
+    for change in ("status = 'failed'", "description = 'edited'", "failure_code = 'x'"):
+        with pytest.raises(asyncpg.CheckViolationError, match="terminal"):
+            async with tenant_tx(app_pool, tid) as conn:
+                await conn.execute(f"UPDATE paysaga.payments SET {change} WHERE payment_id = $1", pid)
+    with pytest.raises(asyncpg.PostgresError):
+        async with tenant_tx(app_pool, tid) as conn:
+            await conn.execute("DELETE FROM paysaga.payments WHERE payment_id = $1", pid)
+
+
+async def test_amount_is_immutable(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    with pytest.raises(asyncpg.CheckViolationError, match="immutable"):
+        async with tenant_tx(app_pool, tid) as conn:
+            await conn.execute("UPDATE paysaga.payments SET amount_micros = 1 WHERE payment_id = $1", pid)
+
+
+async def test_payment_events_are_append_only_even_for_the_owner(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    async with stack.admin_pool.acquire() as conn:
+        for sql in ("UPDATE paysaga.payment_events SET actor = 'x' WHERE payment_id = $1",
+                    "DELETE FROM paysaga.payment_events WHERE payment_id = $1"):
+            with pytest.raises(asyncpg.CheckViolationError, match="append-only"):
+                await conn.execute(sql, pid)
+
+
+async def test_transition_writes_row_event_and_outbox_together(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    async with tenant_tx(app_pool, tid) as conn:
+        view, changed = await payment_store.apply_transition(
+            conn, pid, "mark_processing", {"provider_intent_id": "pi_1"}, {}, "test", "corr-1")
+        assert changed and view.status == "processing"
+        again, changed = await payment_store.apply_transition(  # a retried activity: no second event
+            conn, pid, "mark_processing", {"provider_intent_id": "pi_1"}, {}, "test", "corr-1")
+        assert not changed and again.status == "processing"
+    with pytest.raises(asyncpg.CheckViolationError):  # a failing transaction leaves none of the three behind
+        async with tenant_tx(app_pool, tid) as conn:
+            await payment_store.apply_transition(conn, pid, "mark_completed", {}, {}, "test", "corr-1")
+            await conn.execute("UPDATE paysaga.payments SET status = 'pending' WHERE payment_id = $1", pid)
+    async with tenant_tx(app_pool, tid) as conn:
+        events = await conn.fetch(
+            "SELECT transition_id, seq, new_status FROM paysaga.payment_events WHERE payment_id = $1 ORDER BY seq",
+            pid)
+        outbox = await conn.fetch("SELECT event_id FROM paysaga.outbox WHERE payload->'payment'->>'id' = $1", pid)
+        status = await conn.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid)
+    assert [e["new_status"] for e in events] == ["created", "processing"] and status == "processing"
+    assert sorted(e["transition_id"] for e in events) == sorted(o["event_id"] for o in outbox)
