@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 # 13 to 19 digits, optionally grouped by spaces or dashes: what a card number looks like in free text.
-_PAN_SHAPE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_PAN_SHAPE = re.compile(r"(?<!\d)(?:\d[ -]?){12,}\d(?!\d)")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -23,20 +23,40 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def contains_pan(text: str) -> bool:
+def _pan_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of card numbers in `text`. A digit run may hold a PAN followed (or preceded) by more digits, e.g.
+    "4242 4242 4242 4242 123" (a CVC): every window of whole digit groups is checked, not only the whole run."""
+    spans: list[tuple[int, int]] = []
     for match in _PAN_SHAPE.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
-    return False
+        groups = [(m.start() + match.start(), m.end() + match.start(), m.group())
+                  for m in re.finditer(r"\d+", match.group())]
+        for i in range(len(groups)):
+            digits = ""
+            for j in range(i, len(groups)):
+                digits += groups[j][2]
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_ok(digits):
+                    spans.append((groups[i][0], groups[j][1]))
+    return spans
+
+
+def contains_pan(text: str) -> bool:
+    return bool(_pan_spans(text))
 
 
 def mask_pans(text: str) -> str:
-    def _mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group())
-        return "[REDACTED-PAN]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else match.group()
-
-    return _PAN_SHAPE.sub(_mask, text)
+    spans = _pan_spans(text)
+    if not spans:
+        return text
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if start < pos:  # overlapping windows: extend the masked region
+            continue
+        out += [text[pos:start], "[REDACTED-PAN]"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -64,5 +84,5 @@ def configure_logging(level: str = "INFO") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # so structlog.testing.capture_logs sees every logger
     )

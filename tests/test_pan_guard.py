@@ -104,7 +104,10 @@ def test_mask_pans_replaces_only_the_pan() -> None:
     assert mask_pans("id 1234567890123456 stays") == "id 1234567890123456 stays"
 
 
-@given(st.sampled_from(VALID_PANS), st.text(alphabet="abc xyz:,.", max_size=20), st.text(alphabet="abc xyz:,.", max_size=20))
+_FILLER = st.text(alphabet="abc xyz:,.", max_size=20)
+
+
+@given(st.sampled_from(VALID_PANS), _FILLER, _FILLER)
 def test_mask_pans_property(pan: str, before: str, after: str) -> None:
     text = f"{before} {pan} {after}"
     masked = mask_pans(text)
@@ -152,11 +155,9 @@ def test_structlog_output_is_redacted(info_logging: None, capsys: pytest.Capture
     assert line["raw"] == "[REDACTED-PAN]"
 
 
-# --- known gaps (see report): a PAN directly followed by a space/dash and more digits is missed ------------------
+# --- a PAN directly followed by a space/dash and more digits (a CVC, an expiry) ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: greedy _PAN_SHAPE swallows trailing digit groups (CVV/expiry), "
-                   "the longer digit run fails Luhn and the embedded PAN is not detected")
 @pytest.mark.parametrize(
     "text", ["card 4242424242424242 123", "4242 4242 4242 4242 12/34", "4242424242424242-123"]
 )

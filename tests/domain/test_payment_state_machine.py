@@ -7,6 +7,7 @@ The allowed table below is written out by hand on purpose: it is NOT derived fro
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -241,6 +242,6 @@ def test_random_walks_respect_the_machine(calls: list[str]) -> None:
         if payment.status.is_terminal:
             terminal_reached = payment.status
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    for prev, nxt in zip(events, events[1:], strict=False):
+    for prev, nxt in itertools.pairwise(events):
         assert nxt.old_status == prev.new_status
     assert len({e.transition_id for e in events}) == len(events)

@@ -1,0 +1,574 @@
+"""Load benchmark of a RUNNING paysaga stack (`make run` / `paysaga dev`): payments end to end, webhooks, and the
+machine's ceiling (empty Temporal workflows on the same server).
+
+    .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20] [--concurrency 20]
+
+open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never waits for answers), then watches
+             each payment until it is completed; samples of signed `payment_intent.succeeded` webhooks for
+             payments that already completed measure POST /v1/webhooks/stripe.
+closed loop: N clients, each: POST a payment, wait until it is terminal, repeat; then the ceiling: empty
+             workflows started and awaited with the same concurrency by an in-process worker.
+
+Only loopback addresses are accepted. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import secrets
+import shlex
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from temporalio import workflow
+
+# The workflow sandbox re-imports this module for every run: keep what it pulls in passed through.
+with workflow.unsafe.imports_passed_through():
+    import httpx
+
+    from api.stripe_signature import sign_stripe_payload
+
+
+@workflow.defn
+class EmptyWorkflow:
+    """The cheapest possible workflow: what one workflow costs this Temporal server and this machine."""
+
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+TERMINAL = {"completed", "failed", "canceled"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+PAGE = 100
+
+
+# --- results --------------------------------------------------------------------------------------------------
+@dataclass
+class Phase:
+    """Raw results of one phase (open loop, closed loop, ceiling)."""
+
+    name: str
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # metric -> milliseconds
+    errors: Counter[str] = field(default_factory=Counter)
+    throughput: dict[str, float] = field(default_factory=dict)  # metric -> per second
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, metric: str, ms: float) -> None:
+        self.latencies.setdefault(metric, []).append(ms)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "p50": percentile(values, 0.50), "p95": percentile(values, 0.95),
+            "p99": percentile(values, 0.99), "max": max(values)}
+
+
+def elapsed_ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+def server_ms(payment: dict[str, Any]) -> float:
+    created = datetime.fromisoformat(payment["created_at"])
+    updated = datetime.fromisoformat(payment["updated_at"])
+    return (updated - created).total_seconds() * 1000
+
+
+# --- HTTP: customers and payments -------------------------------------------------------------------------------
+@dataclass
+class Customer:
+    customer_id: str
+    payment_method_id: str
+    used: int = 0
+
+
+def http_client(args: argparse.Namespace) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=args.base_url, headers={"Authorization": f"Bearer {args.api_key}"},
+        timeout=httpx.Timeout(args.timeout), trust_env=False,
+        limits=httpx.Limits(max_connections=args.max_connections, max_keepalive_connections=100),
+    )
+
+
+async def create_customer(http: httpx.AsyncClient) -> Customer:
+    resp = await http.post("/v1/customers", json={"name": "bench", "metadata": {"source": "bench/payments.py"}})
+    resp.raise_for_status()
+    customer_id = resp.json()["id"]
+    resp = await http.post(f"/v1/customers/{customer_id}/payment_methods", json={"token": "pm_card_visa"})
+    resp.raise_for_status()
+    return Customer(customer_id, resp.json()["id"])
+
+
+class CustomerPool:
+    """Round-robin over customers, each used at most `per_customer` times (the risk velocity rule: 20/h)."""
+
+    def __init__(self, http: httpx.AsyncClient, per_customer: int) -> None:
+        self._http, self._per = http, per_customer
+        self._customers: list[Customer] = []
+        self._cursor = 0
+        self._lock = asyncio.Lock()
+
+    async def prepare(self, payments: int) -> None:
+        wanted = max(1, math.ceil(payments / self._per)) - len(self._customers)
+        for start in range(0, max(wanted, 0), 10):
+            batch = [create_customer(self._http) for _ in range(min(10, wanted - start))]
+            self._customers += await asyncio.gather(*batch)
+
+    async def take(self) -> Customer:
+        for _ in range(len(self._customers)):
+            customer = self._customers[self._cursor % len(self._customers)]
+            self._cursor += 1
+            if customer.used < self._per:
+                customer.used += 1
+                return customer
+        async with self._lock:  # everyone is used up: one more customer
+            if not self._customers or self._customers[-1].used >= self._per:
+                self._customers.append(await create_customer(self._http))
+        return await self.take()
+
+    @property
+    def size(self) -> int:
+        return len(self._customers)
+
+
+@dataclass
+class Sent:
+    payment: dict[str, Any]
+    started: float  # perf_counter when the POST was sent
+
+
+async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Phase, run_id: str) -> Sent | None:
+    body = {"customer_id": customer.customer_id, "payment_method_id": customer.payment_method_id,
+            "amount": "12.34", "currency": "EUR", "description": "bench", "metadata": {"bench_run": run_id}}
+    headers = {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
+    started = time.perf_counter()
+    try:
+        resp = await http.post("/v1/payments", json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        phase.error(f"payment_create: {type(exc).__name__}")
+        return None
+    if resp.status_code != 201:
+        phase.error(f"payment_create: HTTP {resp.status_code} {_slug(resp)}")
+        return None
+    phase.add("payment_create", elapsed_ms(started))
+    return Sent(resp.json(), started)
+
+
+def _slug(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("type", "")).rsplit("/", 1)[-1]
+    except ValueError:
+        return ""
+
+
+# --- watching payments until they are terminal ------------------------------------------------------------------
+class Tracker:
+    """Resolves a future per payment once it is terminal: one list sweep every `interval` for all of them
+    (`--poll list`), or one GET per payment every `interval` (`--poll each`)."""
+
+    def __init__(self, http: httpx.AsyncClient, phase: Phase, interval: float, how: str) -> None:
+        self._http, self._phase, self._interval, self._how = http, phase, interval, how
+        self._pending: dict[str, asyncio.Future[tuple[dict[str, Any], float]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._how == "list":
+            self._task = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def wait(self, payment: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float] | None:
+        """(terminal payment, perf_counter when seen), or None after `timeout` seconds."""
+        if payment["status"] in TERMINAL:
+            return payment, time.perf_counter()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[payment["id"]] = future
+        poller = asyncio.create_task(self._poll_one(payment["id"])) if self._how == "each" else None
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._pending.pop(payment["id"], None)
+            if poller is not None:
+                poller.cancel()
+
+    def _seen(self, payment: dict[str, Any], when: float) -> None:
+        future = self._pending.get(payment["id"])
+        if future is not None and not future.done() and payment["status"] in TERMINAL:
+            future.set_result((payment, when))
+
+    async def _get(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        try:
+            resp = await self._http.get(url, params=params)
+        except httpx.HTTPError as exc:
+            self._phase.error(f"poll: {type(exc).__name__}")
+            return None
+        if resp.status_code != 200:
+            self._phase.error(f"poll: HTTP {resp.status_code}")
+            return None
+        self._phase.add("poll", elapsed_ms(started))
+        return resp.json()
+
+    async def _poll_one(self, payment_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if (body := await self._get(f"/v1/payments/{payment_id}")) is not None:
+                self._seen(body, time.perf_counter())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            next_at = time.perf_counter() + self._interval
+            if self._pending:
+                await self._sweep()
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def _sweep(self) -> None:
+        """Newest first, page by page, until every pending payment has been seen."""
+        wanted, cursor = set(self._pending), None
+        for _ in range(len(wanted) // PAGE + 3):
+            params: dict[str, Any] = {"limit": PAGE} | ({"starting_after": cursor} if cursor else {})
+            body = await self._get("/v1/payments", params)
+            if body is None:
+                return
+            now = time.perf_counter()
+            for payment in body["data"]:
+                wanted.discard(payment["id"])
+                self._seen(payment, now)
+            if not wanted or not body["has_more"]:
+                return
+            cursor = body["next_cursor"]
+
+
+# --- webhooks -------------------------------------------------------------------------------------------------
+def succeeded_event(payment: dict[str, Any]) -> bytes:
+    """A Stripe-shaped `payment_intent.succeeded` for a payment, under a new event id (never an inbox duplicate)."""
+    tenant_id = payment["workflow_id"].split("/")[1]
+    intent = {"id": payment["provider_intent_id"], "object": "payment_intent", "amount": 1234, "currency": "eur",
+              "status": "succeeded", "metadata": {"tenant_id": tenant_id, "payment_id": payment["id"]},
+              "last_payment_error": None, "next_action": None}
+    event = {"id": f"evt_bench_{secrets.token_hex(12)}", "object": "event", "type": "payment_intent.succeeded",
+             "created": int(time.time()), "livemode": False, "api_version": "2025-01-27",
+             "data": {"object": intent}}
+    return json.dumps(event).encode()
+
+
+async def send_webhook(http: httpx.AsyncClient, payment: dict[str, Any], secret: str, phase: Phase) -> None:
+    body = succeeded_event(payment)
+    headers = {"Stripe-Signature": sign_stripe_payload(body, secret, int(time.time())),
+               "Content-Type": "application/json"}
+    started = time.perf_counter()
+    try:
+        resp = await http.post("/v1/webhooks/stripe", content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        phase.error(f"webhook: {type(exc).__name__}")
+        return
+    if resp.status_code != 200:
+        phase.error(f"webhook: HTTP {resp.status_code} {_slug(resp)}")
+        return
+    phase.add("webhook", elapsed_ms(started))
+    answer = resp.json()
+    outcome = "ignored" if "ignored" in answer else "duplicate" if answer.get("duplicate") else \
+        "settled" if "note" in answer else "accepted"
+    phase.info.setdefault("webhook_outcomes", Counter())[outcome] += 1
+
+
+# --- one payment, end to end ------------------------------------------------------------------------------------
+@dataclass
+class Ctx:
+    args: argparse.Namespace
+    http: httpx.AsyncClient
+    customers: CustomerPool
+    tracker: Tracker
+    phase: Phase
+    run_id: str
+    completed_at: list[float] = field(default_factory=list)
+
+
+async def one_payment(ctx: Ctx, webhook: bool) -> bool:
+    """POST, wait until terminal, record; False if it did not complete."""
+    sent = await create_payment(ctx.http, await ctx.customers.take(), ctx.phase, ctx.run_id)
+    if sent is None:
+        return False
+    seen = await ctx.tracker.wait(sent.payment, ctx.args.complete_timeout)
+    if seen is None:
+        ctx.phase.error(f"not terminal within {ctx.args.complete_timeout:g}s")
+        return False
+    payment, when = seen
+    if payment["status"] != "completed":
+        ctx.phase.error(f"payment {payment['status']}: {payment.get('failure_code')}")
+        return False
+    ctx.phase.add("request_to_completed", (when - sent.started) * 1000)
+    ctx.phase.add("server_created_to_completed", server_ms(payment))
+    ctx.completed_at.append(when)
+    if webhook:
+        await asyncio.sleep(ctx.args.webhook_delay)  # let the workflow close: the endpoint's fast path
+        await send_webhook(ctx.http, payment, ctx.args.webhook_secret, ctx.phase)
+    return True
+
+
+async def bounded(coro: Awaitable[Any], timeout: float, phase: Phase, what: str) -> None:
+    try:
+        await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        phase.error(f"{what}: gave up after {timeout:g}s")
+
+
+# --- open loop --------------------------------------------------------------------------------------------------
+async def open_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id: str) -> Phase:
+    phase = Phase("open")
+    total = max(1, round(args.rate * args.duration))
+    ctx = await new_ctx(args, http, phase, run_id, total)
+    ctx.tracker.start()
+    lags, tasks, started = [], [], time.perf_counter()
+    for i in range(total):
+        due = started + i / args.rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        lags.append(elapsed_ms(due))
+        tasks.append(asyncio.create_task(one_payment(ctx, webhook=i % args.webhook_every == 0)))
+    window = time.perf_counter() - started
+    drain = args.complete_timeout + args.webhook_delay + 2 * args.timeout
+    await bounded(asyncio.gather(*tasks), drain, phase, "open loop drain")
+    await ctx.tracker.stop()
+    phase.throughput["payment_create"] = total / (window + 1 / args.rate)
+    if ctx.completed_at:
+        phase.throughput["request_to_completed"] = len(ctx.completed_at) / (max(ctx.completed_at) - started)
+    phase.info.update(offered=total, send_lag_ms=summary(lags), customers=ctx.customers.size)
+    return phase
+
+
+async def new_ctx(args: argparse.Namespace, http: httpx.AsyncClient, phase: Phase, run_id: str,
+                  expected: int) -> Ctx:
+    customers = CustomerPool(http, args.per_customer)
+    await customers.prepare(expected)
+    return Ctx(args, http, customers, Tracker(http, phase, args.poll_interval, args.poll), phase, run_id)
+
+
+# --- closed loop ------------------------------------------------------------------------------------------------
+async def closed_client(ctx: Ctx, end: float) -> None:
+    while time.perf_counter() < end:
+        if not await one_payment(ctx, webhook=False):
+            await asyncio.sleep(0.1)  # no hot loop when the service errors
+
+
+async def closed_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id: str) -> Phase:
+    phase = Phase("closed")
+    ctx = await new_ctx(args, http, phase, run_id, args.concurrency * args.per_customer)
+    ctx.tracker.start()
+    started = time.perf_counter()
+    end = started + args.duration
+    clients = [closed_client(ctx, end) for _ in range(args.concurrency)]
+    await bounded(asyncio.gather(*clients), args.duration + args.complete_timeout + 2 * args.timeout, phase,
+                  "closed loop")
+    await ctx.tracker.stop()
+    in_window = [t for t in ctx.completed_at if t <= end]
+    phase.throughput["request_to_completed"] = len(in_window) / args.duration
+    phase.info.update(completed_in_window=len(in_window), customers=ctx.customers.size)
+    return phase
+
+
+# --- the ceiling: empty workflows on the same Temporal server ---------------------------------------------------
+async def empty_ceiling(args: argparse.Namespace) -> Phase:
+    from temporalio.client import Client
+    from temporalio.worker import PollerBehaviorAutoscaling, Worker
+
+    phase = Phase("ceiling")
+    client = await asyncio.wait_for(Client.connect(args.temporal_address, namespace=args.namespace), 10)
+    queue = f"bench-empty-{uuid.uuid4().hex[:8]}"
+    worker = Worker(client, task_queue=queue, workflows=[EmptyWorkflow],
+                    workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+                    graceful_shutdown_timeout=timedelta(seconds=2))
+    async with worker:
+        end = time.perf_counter() + args.ceiling_duration
+        loops = [empty_loop(client, queue, end, phase, args.timeout) for _ in range(args.concurrency)]
+        await bounded(asyncio.gather(*loops), args.ceiling_duration + 2 * args.timeout, phase, "ceiling")
+    done = len(phase.latencies.get("empty_workflow", []))
+    phase.throughput["empty_workflow"] = done / args.ceiling_duration
+    phase.info["task_queue"] = queue
+    return phase
+
+
+async def empty_loop(client: Any, queue: str, end: float, phase: Phase, timeout: float) -> None:
+    while time.perf_counter() < end:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(client.execute_workflow(
+                EmptyWorkflow.run, id=f"bench-empty-{uuid.uuid4().hex}", task_queue=queue,
+                execution_timeout=timedelta(seconds=timeout)), timeout)
+        except Exception as exc:  # noqa: BLE001 - counted by kind, the loop goes on
+            phase.error(f"empty_workflow: {type(exc).__name__}")
+            await asyncio.sleep(0.1)
+            continue
+        if time.perf_counter() <= end:
+            phase.add("empty_workflow", elapsed_ms(started))
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+LABELS = {
+    "payment_create": "POST /v1/payments",
+    "request_to_completed": "request → completed (client)",
+    "server_created_to_completed": "created → completed (server clock)",
+    "webhook": "POST /v1/webhooks/stripe",
+    "poll": "GET poll",
+    "empty_workflow": "empty workflow start → result",
+}
+UNITS = {"payment_create": "offered/s", "request_to_completed": "completed/s", "empty_workflow": "workflows/s"}
+
+
+def table(phases: list[Phase]) -> str:
+    lines = ["| mode | metric | count | p50 ms | p95 ms | p99 ms | max ms | throughput |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for phase in phases:
+        for metric in LABELS:
+            if metric in phase.latencies:
+                lines.append(row(phase, metric))
+    return "\n".join(lines)
+
+
+def row(phase: Phase, metric: str) -> str:
+    s = summary(phase.latencies[metric])
+    rate = phase.throughput.get(metric)
+    shown = f"{rate:.1f} {UNITS[metric]}" if rate is not None else ""
+    cells = [phase.name, LABELS[metric], str(s["count"]), *(f"{s[k]:.0f}" for k in ("p50", "p95", "p99", "max")),
+             shown]
+    return "| " + " | ".join(cells) + " |"
+
+
+def report(phases: list[Phase], command: str) -> str:
+    out = [table(phases), "", "Errors:"]
+    errors = [(p.name, kind, n) for p in phases for kind, n in sorted(p.errors.items())]
+    out += [f"- {name}: {kind} × {n}" for name, kind, n in errors] or ["- none"]
+    for phase in phases:
+        if phase.info:
+            notes = {k: v for k, v in phase.info.items() if k != "task_queue"}
+            out.append(f"\n{phase.name}: " + json.dumps(notes, default=_rounded))
+    out += ["", f"Command: `{command}`"]
+    return "\n".join(out)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, Counter):
+        return dict(value)
+    raise TypeError(type(value))
+
+
+def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dict[str, Any]:
+    return {
+        "command": command, "args": {k: v for k, v in vars(args).items() if k != "api_key"},
+        "phases": {p.name: {"summary": {m: summary(v) for m, v in p.latencies.items()},
+                            "latencies_ms": p.latencies, "errors": dict(p.errors),
+                            "throughput_per_s": p.throughput, "info": p.info} for p in phases},
+    }
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+def default_key_file() -> Path:
+    data_dir = Path(os.environ.get("PAYSAGA_DATA_DIR", PROJECT / ".paysaga"))
+    return data_dir / "demo-api-key"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["open", "closed", "both"], default="both")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per mode")
+    p.add_argument("--rate", type=float, default=20.0, help="open loop: payments offered per second")
+    p.add_argument("--concurrency", type=int, default=20, help="closed loop (and ceiling): clients")
+    p.add_argument("--ceiling-duration", type=float, default=10.0, help="closed mode: seconds of empty "
+                   "workflows (0: skip)")
+    p.add_argument("--base-url", default=env("PAYSAGA_BENCH_BASE_URL", "http://127.0.0.1:8000"))
+    p.add_argument("--api-key", default=env("PAYSAGA_API_KEY"), help="default: read --api-key-file")
+    p.add_argument("--api-key-file", type=Path, default=default_key_file())
+    p.add_argument("--temporal-address", default=env("PAYSAGA_BENCH_TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--webhook-secret", default=env("PAYSAGA_BENCH_WEBHOOK_SECRET", "whsec_paysaga_dev_secret"))
+    p.add_argument("--webhook-every", type=int, default=4, help="open loop: a webhook for every Nth payment")
+    p.add_argument("--webhook-delay", type=float, default=0.5, help="seconds after completion before it")
+    p.add_argument("--per-customer", type=int, default=15, help="payments per customer (velocity rule: 20/h)")
+    p.add_argument("--poll", choices=["list", "each"], default="list",
+                   help="list: one GET /v1/payments sweep per interval; each: one GET per payment")
+    p.add_argument("--poll-interval", type=float, default=0.1, help="seconds")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request / workflow")
+    p.add_argument("--complete-timeout", type=float, default=15.0, help="seconds for a payment to complete")
+    p.add_argument("--max-connections", type=int, default=500)
+    p.add_argument("--json", type=Path, help="write raw results here")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    host = urlsplit(args.base_url).hostname
+    temporal_host = args.temporal_address.rsplit(":", 1)[0].strip("[]")
+    if host not in LOOPBACK or temporal_host not in LOOPBACK:
+        sys.exit("bench: only loopback addresses (127.0.0.1) are allowed")
+    if args.rate <= 0 or args.duration <= 0 or args.concurrency < 1 or args.webhook_every < 1:
+        sys.exit("bench: --rate, --duration, --concurrency and --webhook-every must be positive")
+    if not args.api_key:
+        try:
+            args.api_key = args.api_key_file.read_text().strip()
+        except OSError as exc:
+            sys.exit(f"bench: no API key ({exc}); start the stack (make run) or pass --api-key")
+
+
+async def run_phases(args: argparse.Namespace) -> list[Phase]:
+    run_id = uuid.uuid4().hex[:8]
+    steps: list[Callable[[], Awaitable[Phase]]] = []
+    async with http_client(args) as http:
+        if args.mode in ("open", "both"):
+            steps.append(lambda: open_loop(args, http, run_id))
+        if args.mode in ("closed", "both"):
+            steps.append(lambda: closed_loop(args, http, run_id))
+            if args.ceiling_duration > 0:
+                steps.append(lambda: empty_ceiling(args))
+        return [await step() for step in steps]
+
+
+def budget(args: argparse.Namespace) -> float:
+    """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
+    modes = 2 if args.mode == "both" else 1
+    per_mode = args.duration + args.complete_timeout + args.webhook_delay + 2 * args.timeout
+    return 60 + modes * per_mode + args.ceiling_duration + 2 * args.timeout
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_args(args)
+    command = shlex.join(sys.orig_argv)
+    try:
+        phases = asyncio.run(asyncio.wait_for(run_phases(args), budget(args)))
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        print(f"bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(report(phases, command))
+    if args.json:
+        args.json.write_text(json.dumps(raw_json(phases, args, command), indent=1, default=_rounded))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
