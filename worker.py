@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -71,5 +72,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 async def run_worker(settings: Settings, *, metrics_port: int | None = 9464) -> None:
     client = await connect_client(settings, metrics_port=metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # graceful: the worker finishes or hands back its tasks
+        loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
-        await asyncio.Event().wait()
+        await stop.wait()
+    log.info("worker.stopped")
