@@ -13,7 +13,7 @@ from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
 
 PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_method_id, amount_micros,
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
-    failure_message, next_action, risk_score, risk_reasons, workflow_id, created_at, updated_at"""
+    failure_message, next_action, risk_score, risk_reasons, workflow_id, event_seq, created_at, updated_at"""
 
 
 def view_from_row(row: asyncpg.Record) -> PaymentView:
@@ -98,21 +98,26 @@ async def apply_transition(
     columns: dict[str, Any],
     actor: str,
     correlation_id: str,
+    expected_seq: int | None = None,
 ) -> tuple[PaymentView, bool]:
     """Run one named transition under a row lock. Returns (view, changed).
 
-    Idempotent: if the last recorded event is this very transition (a retried activity whose first try
-    committed), nothing is written again. The UPDATE is also guarded by the old status.
+    Idempotent: a retried call whose first try committed writes nothing again (see `expected_seq`). The UPDATE
+    is also guarded by the old status.
     """
     row = await conn.fetchrow("SELECT * FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE", payment_id)
     if row is None:
         raise LookupError(f"payment {payment_id} not found")
     payment = aggregate_from_row(row)
-    last = await conn.fetchval(
+    # The transition this call stands for is the one at seq expected_seq + 1 (the caller saw expected_seq).
+    # If that slot is taken by the same transition, a previous try committed it: answer the current row.
+    # (A workflow task that ran several transitions and then failed re-runs all of them.)
+    seq = payment.event_seq if expected_seq is None else min(expected_seq + 1, payment.event_seq)
+    done = await conn.fetchval(
         "SELECT metadata->>'transition' FROM paysaga.payment_events WHERE payment_id = $1 AND seq = $2",
-        payment_id, payment.event_seq,
+        payment_id, seq,
     )
-    if last == transition:
+    if done == transition and (expected_seq is None or payment.event_seq > expected_seq):
         view = await fetch_view(conn, payment_id)
         assert view is not None
         return view, False

@@ -96,7 +96,8 @@ class PaymentActivities:
         try:
             async with tenant_tx(self._pool, req.tenant_id) as conn:
                 view, changed = await payment_store.apply_transition(
-                    conn, req.payment_id, req.transition, kwargs, columns, req.actor, req.correlation_id
+                    conn, req.payment_id, req.transition, kwargs, columns, req.actor, req.correlation_id,
+                    req.expected_seq,
                 )
         except InvalidTransition as exc:
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc

@@ -33,6 +33,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # The workflow sandbox re-imports this module for every run: keep what it pulls in passed through.
 with workflow.unsafe.imports_passed_through():
@@ -358,7 +361,8 @@ async def open_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id: s
     phase.throughput["payment_create"] = total / (window + 1 / args.rate)
     if ctx.completed_at:
         phase.throughput["request_to_completed"] = len(ctx.completed_at) / (max(ctx.completed_at) - started)
-    phase.info.update(offered=total, send_lag_ms=summary(lags), customers=ctx.customers.size)
+    lag = {k: round(v, 1) for k, v in summary(lags).items()}
+    phase.info.update(offered=total, send_lag_ms=lag, customers=ctx.customers.size)
     return phase
 
 
@@ -394,13 +398,10 @@ async def closed_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id:
 
 # --- the ceiling: empty workflows on the same Temporal server ---------------------------------------------------
 async def empty_ceiling(args: argparse.Namespace) -> Phase:
-    from temporalio.client import Client
-    from temporalio.worker import PollerBehaviorAutoscaling, Worker
-
     phase = Phase("ceiling")
     client = await asyncio.wait_for(Client.connect(args.temporal_address, namespace=args.namespace), 10)
     queue = f"bench-empty-{uuid.uuid4().hex[:8]}"
-    worker = Worker(client, task_queue=queue, workflows=[EmptyWorkflow],
+    worker = Worker(client, task_queue=queue, workflows=[EmptyWorkflow], workflow_runner=ceiling_runner(),
                     workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
                     graceful_shutdown_timeout=timedelta(seconds=2))
     async with worker:
@@ -413,7 +414,18 @@ async def empty_ceiling(args: argparse.Namespace) -> Phase:
     return phase
 
 
-async def empty_loop(client: Any, queue: str, end: float, phase: Phase, timeout: float) -> None:
+def ceiling_runner() -> SandboxedWorkflowRunner:
+    """The sandbox stays on, but this module is passed through instead of re-executed for every run (that would
+    cost ~25 ms of CPU per workflow here, as much as the server's work): a light workflow module whose imports are
+    passed through, as the paysaga worker has, costs about nothing to re-import."""
+    name = EmptyWorkflow.__module__
+    if name == "__main__":  # the sandbox imports a script's workflows as __temporal_main__
+        name = "__temporal_main__"
+        sys.modules.setdefault(name, sys.modules["__main__"])
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(name))
+
+
+async def empty_loop(client: Client, queue: str, end: float, phase: Phase, timeout: float) -> None:
     while time.perf_counter() < end:
         started = time.perf_counter()
         try:
@@ -481,7 +493,7 @@ def _jsonable(value: Any) -> Any:
 
 def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dict[str, Any]:
     return {
-        "command": command, "args": {k: v for k, v in vars(args).items() if k != "api_key"},
+        "command": command, "args": {k: v for k, v in vars(args).items() if k not in ("api_key", "webhook_secret")},
         "phases": {p.name: {"summary": {m: summary(v) for m, v in p.latencies.items()},
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
                             "throughput_per_s": p.throughput, "info": p.info} for p in phases},
@@ -518,6 +530,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, default=0.1, help="seconds")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request / workflow")
     p.add_argument("--complete-timeout", type=float, default=15.0, help="seconds for a payment to complete")
+    p.add_argument("--quiesce", type=float, default=20.0,
+                   help="before each phase, wait at most this long for earlier payments to finish")
     p.add_argument("--max-connections", type=int, default=500)
     p.add_argument("--json", type=Path, help="write raw results here")
     return p.parse_args(argv)
@@ -547,31 +561,62 @@ async def run_phases(args: argparse.Namespace) -> list[Phase]:
             steps.append(("closed", lambda: closed_loop(args, http, run_id)))
             if args.ceiling_duration > 0:
                 steps.append(("ceiling", lambda: empty_ceiling(args)))
-        return [await guarded(name, step) for name, step in steps]
+        phases = []
+        for name, step in steps:
+            waited = await quiesce(http, args.quiesce)
+            phases.append(await guarded(name, step))
+            phases[-1].info["quiesced_s"] = round(waited, 1)
+        return phases
+
+
+async def quiesce(http: httpx.AsyncClient, limit: float) -> float:
+    """Wait (at most `limit` s) until the newest payments are all terminal, so a phase does not inherit the
+    backlog of the one before. Returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        try:
+            resp = await http.get("/v1/payments", params={"limit": PAGE})
+            if resp.status_code == 200 and all(p["status"] in TERMINAL for p in resp.json()["data"]):
+                break
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
 
 
 async def guarded(name: str, step: Callable[[], Awaitable[Phase]]) -> Phase:
     """A phase that crashes (e.g. the stack is down) is reported as an error; the other phases still count."""
     try:
         return await step()
-    except (httpx.HTTPError, OSError, RuntimeError, TimeoutError) as exc:
+    except Exception as exc:  # e.g. the stack is down: report it, keep the other phases
         print(f"bench: phase {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         phase = Phase(name)
         phase.error(f"phase aborted: {type(exc).__name__}")
         return phase
 
 
+def redacted_command(argv: list[str]) -> str:
+    """The command line as run, without secrets (`--api-key X`, `--api-key=X`, `--webhook-secret X`)."""
+    out: list[str] = []
+    for arg in argv:
+        hidden = out and out[-1] in ("--api-key", "--webhook-secret")
+        if arg.startswith(("--api-key=", "--webhook-secret=")):
+            arg = arg.split("=", 1)[0] + "=***"
+        out.append("***" if hidden else arg)
+    return shlex.join(out)
+
+
 def budget(args: argparse.Namespace) -> float:
     """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
     modes = 2 if args.mode == "both" else 1
     per_mode = args.duration + args.complete_timeout + args.webhook_delay + 2 * args.timeout
-    return 60 + modes * per_mode + args.ceiling_duration + 2 * args.timeout
+    return 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_args(args)
-    command = shlex.join(sys.orig_argv)
+    command = redacted_command(sys.orig_argv)
     try:
         phases = asyncio.run(asyncio.wait_for(run_phases(args), budget(args)))
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
@@ -580,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report(phases, command))
     if args.json:
         args.json.write_text(json.dumps(raw_json(phases, args, command), indent=1, default=_jsonable))
-    return 0
+    aborted = any(kind.startswith("phase aborted") for p in phases for kind in p.errors)
+    return 1 if aborted else 0
 
 
 if __name__ == "__main__":

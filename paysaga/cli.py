@@ -77,6 +77,7 @@ def dev(
     api_port: Annotated[int, typer.Option()] = 8000,
     temporal_port: Annotated[int, typer.Option()] = 7233,
     ui_port: Annotated[int, typer.Option()] = 8233,
+    worker_metrics_port: Annotated[int, typer.Option(help="Temporal SDK metrics of the worker")] = 9464,
 ) -> None:
     """Start the embedded stack: Postgres, Temporal dev server + UI, migrations, worker, API, a demo tenant."""
     from paysaga import devstack
@@ -108,10 +109,14 @@ def dev(
     )
     me = [sys.executable, "-m", "paysaga.cli"]
     children = [
-        subprocess.Popen([*me, "worker"], env=env),
+        subprocess.Popen([*me, "worker", "--metrics-port", str(worker_metrics_port)], env=env),
         subprocess.Popen([*me, "api", "--port", str(api_port)], env=env),
     ]
     devstack.wait_for_port(api_port, timeout=60)
+    time.sleep(1)
+    if any(p.poll() is not None for p in children):  # e.g. a port already taken by another stack
+        _wait_and_stop([*children, temporal])
+        raise typer.Exit(1)
     typer.echo(
         f"\npaysaga is running\n"
         f"  API          http://127.0.0.1:{api_port}   (docs: /docs, metrics: /metrics)\n"

@@ -59,6 +59,7 @@ class PaymentView(BaseModel):
     risk_score: int | None = None
     risk_reasons: list[str] | None = None
     workflow_id: str
+    event_seq: int = 0  # how many lifecycle events the payment has: the optimistic-concurrency token
     created_at: datetime
     updated_at: datetime
 
@@ -95,6 +96,7 @@ class TransitionRequest(BaseModel):
     outcome: PaymentStatus | None = None  # for reconcile
     next_action: dict[str, Any] | None = None
     clear_next_action: bool = False
+    expected_seq: int | None = None  # the event_seq the workflow last saw; makes a re-run transition a no-op
 
 
 class RiskRequest(BaseModel):
@@ -128,3 +130,79 @@ class IntentOutcome(BaseModel):
     decline_code: str | None = None
     failure_message: str | None = None
     next_action_url: str | None = None
+
+
+# --- refunds ----------------------------------------------------------------------------------------------------
+def refund_workflow_id(tenant_id: str, refund_id: str) -> str:
+    return f"refund/{tenant_id}/{refund_id}"
+
+
+class RefundInput(BaseModel):
+    """The one input of RefundWorkflow. `amount_micros=None` refunds everything still refundable."""
+
+    tenant_id: str
+    refund_id: str
+    payment_id: str
+    amount_micros: int | None = None
+    reason: str | None = None
+    idempotency_key: str | None = None
+    actor: str = "api"
+    webhook_wait_seconds: float = 30.0
+    settlement_timeout_seconds: float = 86_400.0
+    provider_call_timeout_seconds: float = 30.0
+
+
+class RefundView(BaseModel):
+    id: str
+    tenant_id: str
+    payment_id: str
+    amount_micros: int
+    currency: str
+    status: str
+    reason: str | None = None
+    provider_refund_id: str | None = None
+    failure_code: str | None = None
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundRejection(BaseModel):
+    code: str  # payment_not_refundable | fully_refunded | exceeds_refundable | invalid_amount | currency_mismatch
+    message: str
+
+
+class RecordedRefund(BaseModel):
+    view: RefundView | None = None
+    rejection: RefundRejection | None = None
+
+
+class SubmitRefund(BaseModel):
+    tenant_id: str
+    refund_id: str
+    payment_id: str
+
+
+class ProviderRefund(BaseModel):
+    id: str
+    status: str  # pending | succeeded | failed | canceled | requires_action
+    failure_reason: str | None = None
+
+
+class RefundEvent(BaseModel):
+    """A provider webhook about a refund; `event_id` de-duplicates inside the workflow."""
+
+    event_id: str
+    status: str
+    provider_refund_id: str | None = None
+    failure_reason: str | None = None
+
+
+class SettleRefund(BaseModel):
+    tenant_id: str
+    refund_id: str
+    outcome: str
+    provider_refund_id: str | None = None
+    failure_code: str | None = None
+    actor: str
+    correlation_id: str

@@ -241,7 +241,7 @@ class PaymentWorkflow:
         before = self._view.status
         self._view = await self._local(PaymentActivities.transition, TransitionRequest(
             tenant_id=self._inp.tenant_id, payment_id=self._inp.payment_id, transition=transition,  # type: ignore[arg-type]
-            actor=actor, correlation_id=workflow.info().workflow_id,
+            actor=actor, correlation_id=workflow.info().workflow_id, expected_seq=self._view.event_seq,
             **{k: v for k, v in fields.items() if v is not None},
         ))
         if self._view.status != before:

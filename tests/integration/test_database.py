@@ -140,3 +140,18 @@ async def test_transition_writes_row_event_and_outbox_together(stack: Stack, app
         status = await conn.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid)
     assert [e["new_status"] for e in events] == ["created", "processing"] and status == "processing"
     assert sorted(e["transition_id"] for e in events) == sorted(o["event_id"] for o in outbox)
+
+
+async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    """A workflow task that ran two transitions and then failed re-runs both: neither may write again, and the
+    first must not fail against the row the second left behind."""
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    steps = [("mark_processing", {"provider_intent_id": "pi_1"}, 1), ("mark_completed", {}, 2)]
+    async with tenant_tx(app_pool, tid) as conn:
+        for name, kwargs, seen in steps:
+            _, changed = await payment_store.apply_transition(conn, pid, name, kwargs, {}, "t", "c", seen)
+            assert changed
+        for name, kwargs, seen in steps:  # the re-run
+            view, changed = await payment_store.apply_transition(conn, pid, name, kwargs, {}, "t", "c", seen)
+            assert not changed and view.status == "completed" and view.event_seq == 3
