@@ -85,6 +85,25 @@ class Settings(BaseSettings):
         base = self.sandbox_webhook_url or f"http://{self.api_host}:{self.api_port}"
         return base.rstrip("/") + "/v1/webhooks/stripe"
 
+    # --- provider-agnostic webhooks (POST /api/v1/billing/webhook/{provider}, api/webhooks.py) ---------------
+    # Provider-wide secrets of the HMAC rail "generic", comma-separated (two during a rotation), in addition to
+    # the rows of paysaga.webhook_secrets. Unset: none, except with the sandbox provider (the embedded stack),
+    # where DEV_WEBHOOK_HMAC_SECRET verifies so that the rail works without database rows.
+    webhook_hmac_secrets: str = Field(
+        default="", description="Provider-wide HMAC secrets of the 'generic' webhook rail (comma-separated)"
+    )
+
+    @property
+    def webhook_hmac_secret_list(self) -> list[str]:
+        explicit = [s.strip() for s in self.webhook_hmac_secrets.split(",") if s.strip()]
+        if explicit or self.provider != "sandbox":
+            return explicit
+        return [DEV_WEBHOOK_HMAC_SECRET]
+
+
+# A well-known secret: only ever used with the sandbox provider, never with a real one.
+DEV_WEBHOOK_HMAC_SECRET = "whsec_paysaga_dev_hmac_secret"
+
 
 @lru_cache
 def get_settings() -> Settings:

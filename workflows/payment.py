@@ -54,6 +54,16 @@ ON_INTENT: dict[tuple[PaymentStatus, str], str] = {
 }
 
 
+def signal_status(event: ProviderEvent) -> str:
+    """The intent status a webhook reports, in the vocabulary of ON_INTENT."""
+    return "declined" if event.type == "payment_intent.payment_failed" else (event.intent_status or "")
+
+
+def acts_on(status: PaymentStatus, event: ProviderEvent) -> bool:
+    """Whether this news would move a payment in `status` (the API skips signals that would not)."""
+    return (status, signal_status(event)) in ON_INTENT
+
+
 def start_search_attributes(inp: PaymentInput) -> TypedSearchAttributes:
     """Known at start, so set with the start request instead of an upsert (one visibility write fewer)."""
     return TypedSearchAttributes([
@@ -193,7 +203,7 @@ class PaymentWorkflow:
     async def _on_event(self, event: ProviderEvent) -> None:
         if self._intent and event.intent_id and event.intent_id != self._intent.intent_id:
             return  # an event about another attempt's intent
-        status = "declined" if event.type == "payment_intent.payment_failed" else (event.intent_status or "")
+        status = signal_status(event)
         outcome = IntentOutcome(intent_id=event.intent_id, status=status, decline_code=event.decline_code,
                                 failure_message=event.failure_message)
         await self._apply_intent_status(status, outcome, source=f"webhook:{event.event_id}")

@@ -1,0 +1,320 @@
+"""Provider webhooks normalised into one `NormalizedEvent`, and the registry of handlers for non-payment kinds.
+
+Two input formats are understood (`Verifier.event_format` says which one a rail sends):
+
+**Stripe events** (`stripe`, and the sandbox provider): `{"id": "evt_…", "type": "…", "data": {"object": {…}}}`.
+
+| event type                                   | kind      | reference_id                                   |
+|----------------------------------------------|-----------|------------------------------------------------|
+| any event whose object is a `payment_intent` | `payment` | `metadata.payment_id`                          |
+| `charge.refunded`, `charge.refund.*`, `refund.*` | `refund` | `metadata.refund_id`, else `metadata.payment_id` |
+| `charge.dispute.*`                           | `dispute` | `metadata.payment_id` (often absent: see below) |
+| anything else                                | `other`   | `metadata.payment_id` if any                   |
+
+`tenant_id` is `metadata.tenant_id` (paysaga puts it on every PaymentIntent; Stripe copies it to the charge).
+Disputes carry no metadata of ours: their `tenant_id` is usually None and `intent_id` (`object.payment_intent`)
+is what a dispute handler has to resolve.
+
+**Generic events** (`generic` and any other `HmacVerifier` rail), the JSON body a rail signs:
+
+    {
+      "id": "evt_…",                  # required, unique per rail: replays are de-duplicated by it
+      "type": "payment.succeeded",    # required, see below
+      "tenant_id": "<uuid>",          # required unless kind is "other"
+      "reference_id": "pay_…",        # required unless kind is "other": the paysaga payment (or refund) id
+      "intent_id": "…",               # optional: the rail's id for the attempt (ignored if it names another)
+      "failure_code": "do_not_honor", # optional, for payment.failed
+      "failure_message": "…",         # optional
+      "created": 1700000000,          # optional, unix seconds (informational: the signed timestamp header
+                                      #   is what replay protection checks)
+      "data": {…}                     # optional, anything: kept in NormalizedEvent.raw for handlers
+    }
+
+| generic type                                   | kind      | intent_status (what the PaymentWorkflow sees)        |
+|------------------------------------------------|-----------|------------------------------------------------------|
+| `payment.succeeded`                            | `payment` | `succeeded`                                          |
+| `payment.failed`, `payment.declined`           | `payment` | `declined` (sent as `payment_intent.payment_failed`) |
+| `payment.pending`, `payment.processing`        | `payment` | `processing` (authorised, awaiting settlement)       |
+| `payment.requires_action`                      | `payment` | `requires_action`                                    |
+| `payment.canceled`                             | `payment` | `canceled`                                           |
+| other `payment.*`                              | `payment` | None: recorded in the inbox, not signalled           |
+| `refund.*`, `dispute.*`                        | `refund`, `dispute` | None                                       |
+| anything else                                  | `other`   | None                                                 |
+
+**Handlers for other kinds.** Payments are dispatched by `api.webhooks`. Refunds, disputes (and `other`) go to
+`KIND_HANDLERS[kind]` when one is registered, e.g. in `api/refunds.py`:
+
+    from api.webhook_events import NormalizedEvent, register_kind_handler
+
+    @register_kind_handler("refund")
+    async def on_refund_event(request: Request, event: NormalizedEvent) -> tuple[str, dict[str, Any]]:
+        conn = request.state.webhook_tx  # the inbox transaction (None if the tenant is unknown), see below
+        ...
+        return "accepted", {"received": True}  # (metrics outcome label, response body)
+
+A handler is called inside the tenant transaction that inserted the event's inbox row (exposed as
+`request.state.webhook_tx`, an asyncpg connection with `app.tenant_id` set): if the handler raises, the row is
+rolled back and the provider's retry is processed again, so handlers must be idempotent. A `Problem` it raises
+is answered as is (e.g. 409 "retry later"); any other exception becomes a 503. When the event names no tenant
+(`tenant_id is None`) there is no inbox row and `webhook_tx` is None: the handler resolves the tenant and
+de-duplicates itself (`record_inbox` below). Without a handler the event is answered 200 `ignored`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.contracts import ProviderEvent
+
+if TYPE_CHECKING:
+    import asyncpg
+    from fastapi import Request
+
+Kind = Literal["payment", "refund", "dispute", "other"]
+
+PAYMENT_FAILED = "payment_intent.payment_failed"
+# The intent statuses PaymentWorkflow's ON_INTENT table acts on ("declined" is sent as PAYMENT_FAILED).
+WORKFLOW_STATUSES = frozenset({"succeeded", "declined", "processing", "requires_action", "canceled"})
+
+GENERIC_PAYMENT_STATUS: dict[str, str] = {
+    "payment.succeeded": "succeeded",
+    "payment.failed": "declined",
+    "payment.declined": "declined",
+    "payment.pending": "processing",
+    "payment.processing": "processing",
+    "payment.requires_action": "requires_action",
+    "payment.canceled": "canceled",
+}
+
+_STRIPE_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_MAX_ID = 255
+
+
+class MalformedEvent(ValueError):
+    """The (authentic) body is not an event of the expected format. Answered 400 `malformed-payload`."""
+
+
+class NormalizedEvent(BaseModel):
+    """One provider event, whatever the rail. `raw` keeps the provider's object for handlers that need more."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    event_id: str
+    event_type: str  # as the provider named it
+    kind: Kind
+    tenant_id: str | None = None
+    reference_id: str | None = None  # payment id (kind payment), refund id or payment id (refund), …
+    payment_id: str | None = None  # the paysaga payment the event concerns, when the event says
+    intent_id: str | None = None
+    intent_status: str | None = None  # one of WORKFLOW_STATUSES, or Stripe's raw status, or None
+    decline_code: str | None = None
+    failure_message: str | None = None
+    created: int | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)  # Stripe: data.object; generic: the whole event
+
+    def to_provider_event(self) -> ProviderEvent:
+        """The `provider_event` signal PaymentWorkflow understands."""
+        if self.intent_status == "declined":
+            signal_type = PAYMENT_FAILED
+        elif self.event_type.startswith("payment_intent."):
+            signal_type = self.event_type  # Stripe: exactly what the webhook said, as before
+        else:
+            signal_type = f"payment_intent.{self.intent_status}"
+        return ProviderEvent(event_id=self.event_id, type=signal_type, intent_id=self.intent_id,
+                             intent_status=self.intent_status, decline_code=self.decline_code,
+                             failure_message=self.failure_message)
+
+
+KindHandler = Callable[["Request", NormalizedEvent], Awaitable[tuple[str, dict[str, Any]]]]
+# kind ("refund", "dispute", "other") → handler. "payment" is handled by api.webhooks itself.
+KIND_HANDLERS: dict[str, KindHandler] = {}
+
+
+def register_kind_handler(kind: str) -> Callable[[KindHandler], KindHandler]:
+    """Decorator: `@register_kind_handler("refund")`. The last registration for a kind wins."""
+    if kind == "payment":
+        raise ValueError("payment events are dispatched by api.webhooks")
+
+    def register(fn: KindHandler) -> KindHandler:
+        KIND_HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+async def record_inbox(conn: asyncpg.Connection, event: NormalizedEvent) -> bool:
+    """Insert the event's inbox row in `conn`'s tenant transaction; False if it was already there."""
+    fresh = await conn.fetchval(
+        """INSERT INTO paysaga.inbox (tenant_id, source, event_id, event_type)
+           VALUES (paysaga.current_tenant(), $1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
+        event.provider, event.event_id, event.event_type,
+    )
+    return bool(fresh)
+
+
+# --- parsing ------------------------------------------------------------------------------------------------
+def _load(payload: bytes) -> Any:
+    try:
+        return json.loads(bytes(payload).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError, TypeError) as exc:
+        raise MalformedEvent("The body is not UTF-8 JSON.") from exc
+
+
+def _str(value: Any, limit: int = _MAX_ID) -> str | None:
+    """An identifier: a non-empty bounded string PostgreSQL can store (no NUL, no lone surrogate)."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """Free text (a failure message): bounded, made storable (NULs dropped, lone surrogates replaced)."""
+    if not isinstance(value, str):
+        return None
+    clean = value[:1000].replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return clean or None
+
+
+def _uuid(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15 else None
+
+
+def _stripe_kind(event_type: str, obj: dict[str, Any]) -> Kind:
+    if obj.get("object") == "payment_intent":
+        return "payment"
+    if event_type == "charge.refunded" or event_type.startswith(("charge.refund.", "refund.")):
+        return "refund"
+    if event_type.startswith("charge.dispute."):
+        return "dispute"
+    return "other"
+
+
+def parse_stripe(payload: bytes, provider: str = "stripe") -> NormalizedEvent:
+    event = _load(payload)
+    if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
+            and isinstance(event.get("data"), dict) and isinstance(event["data"].get("object"), dict)):
+        raise MalformedEvent("Expected a Stripe event with id, type and data.object.")
+    event_id, event_type, obj = _str(event["id"]), _str(event["type"]), event["data"]["object"]
+    if event_id is None or event_type is None:
+        raise MalformedEvent("The event id or type is empty, too long or not text.")
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    tenant = meta.get("tenant_id")
+    tenant_id = tenant if isinstance(tenant, str) and _STRIPE_UUID.match(tenant) else None
+    payment_id = _str(meta.get("payment_id"))
+    kind = _stripe_kind(event_type, obj)
+
+    intent_id = intent_status = decline_code = failure_message = None
+    reference_id = payment_id
+    if kind == "payment":
+        intent_id = _str(obj.get("id"))
+        intent_status = "declined" if event_type == PAYMENT_FAILED else _str(obj.get("status"), 64)
+        error = obj.get("last_payment_error") if isinstance(obj.get("last_payment_error"), dict) else {}
+        decline_code = _str(error.get("decline_code")) or _str(error.get("code"))
+        failure_message = _text(error.get("message"))
+    else:
+        intent_id = _str(obj.get("payment_intent"))
+        if kind == "refund":
+            reference_id = _str(meta.get("refund_id")) or payment_id
+            decline_code = _str(obj.get("failure_reason"))
+    return NormalizedEvent(
+        provider=provider, event_id=event_id, event_type=event_type, kind=kind, tenant_id=tenant_id,
+        reference_id=reference_id, payment_id=payment_id, intent_id=intent_id, intent_status=intent_status,
+        decline_code=decline_code, failure_message=failure_message, created=_int(event.get("created")), raw=obj,
+    )
+
+
+def peek_tenant(event_format: str, payload: bytes) -> str | None:
+    """The tenant a not yet verified body names (to pick that tenant's secrets), or None. Never raises.
+
+    Only a hint for choosing secrets: the tenant of the event is read again from the verified body, and a tenant's
+    secret verifies only bodies naming that tenant.
+    """
+    try:
+        event = _load(payload)
+        if not isinstance(event, dict):
+            return None
+        if event_format == "stripe":
+            obj = event.get("data", {}).get("object", {})
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            tenant = meta.get("tenant_id") if isinstance(meta, dict) else None
+            return tenant if isinstance(tenant, str) and _STRIPE_UUID.match(tenant) else None
+        return _uuid(event.get("tenant_id"))
+    except (MalformedEvent, AttributeError):
+        return None
+
+
+def peek_generic_tenant(payload: bytes) -> str | None:
+    return peek_tenant("generic", payload)
+
+
+_GENERIC_KINDS: dict[str, Kind] = {"payment": "payment", "refund": "refund", "dispute": "dispute"}
+
+
+def _generic_kind(event_type: str) -> Kind:
+    return _GENERIC_KINDS.get(event_type.split(".", 1)[0], "other")
+
+
+def parse_generic(payload: bytes, provider: str = "generic") -> NormalizedEvent:
+    event = _load(payload)
+    if not isinstance(event, dict):
+        raise MalformedEvent("Expected a JSON object.")
+    event_id, event_type = _str(event.get("id")), _str(event.get("type"))
+    if event_id is None or event_type is None:
+        raise MalformedEvent("Expected string id and type (1 to 255 characters).")
+    kind = _generic_kind(event_type)
+    tenant_id = _uuid(event.get("tenant_id"))
+    reference_id = _str(event.get("reference_id"))
+    if kind != "other":
+        if tenant_id is None:
+            raise MalformedEvent("tenant_id must be a UUID.")
+        if reference_id is None:
+            raise MalformedEvent("reference_id must be a string (1 to 255 characters).")
+    for optional in ("intent_id", "failure_code", "failure_message"):
+        if event.get(optional) is not None and not isinstance(event.get(optional), str):
+            raise MalformedEvent(f"{optional} must be a string.")
+    if event.get("created") is not None and _int(event.get("created")) is None:
+        raise MalformedEvent("created must be unix seconds.")
+    return NormalizedEvent(
+        provider=provider, event_id=event_id, event_type=event_type, kind=kind, tenant_id=tenant_id,
+        reference_id=reference_id, payment_id=reference_id if kind == "payment" else None,
+        intent_id=_str(event.get("intent_id")),
+        intent_status=GENERIC_PAYMENT_STATUS.get(event_type) if kind == "payment" else None,
+        decline_code=_str(event.get("failure_code")), failure_message=_text(event.get("failure_message")),
+        created=_int(event.get("created")), raw=event,
+    )
+
+
+PARSERS: dict[str, Callable[[bytes, str], NormalizedEvent]] = {"stripe": parse_stripe, "generic": parse_generic}
+
+
+def normalize(event_format: str, payload: bytes, provider: str) -> NormalizedEvent:
+    """Parse a verified body; raises MalformedEvent (and nothing else) if it is not an event of `event_format`."""
+    parser = PARSERS.get(event_format)
+    if parser is None:
+        raise MalformedEvent(f"No parser for event format {event_format!r}.")
+    try:
+        return parser(payload, provider)
+    except MalformedEvent:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:  # pydantic ValidationError is a ValueError
+        raise MalformedEvent("The event could not be read.") from exc
