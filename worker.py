@@ -15,14 +15,16 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.payments import PaymentActivities
 from activities.providers import build_provider
+from activities.refunds import RefundActivities
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
 from paysaga.settings import Settings
 from workflows.payment import PaymentWorkflow
+from workflows.refund import RefundWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
-WORKFLOWS = [PaymentWorkflow]
+WORKFLOWS = [PaymentWorkflow, RefundWorkflow]
 
 
 async def connect_client(settings: Settings, *, metrics_port: int | None = None) -> Client:
@@ -54,12 +56,15 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         if hasattr(provider, "aclose"):
             stack.push_async_callback(provider.aclose)
         acts = PaymentActivities(pool, provider, risk_limits(settings))
+        refunds = RefundActivities(pool, provider)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[acts.record_payment, acts.assess_risk, acts.transition, acts.create_intent,
-                        acts.get_intent, acts.cancel_intent],
+                        acts.get_intent, acts.cancel_intent,
+                        refunds.record_refund, refunds.submit_refund, refunds.get_refund,
+                        refunds.attach_provider_refund, refunds.settle_refund],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),

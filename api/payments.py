@@ -1,4 +1,4 @@
-"""Customers, payment methods and payments: validate, authenticate, start or signal the workflow."""
+"""Customers and payments: validate, authenticate, start or signal the workflow (methods: api/payment_methods.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,16 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import payment_store
-from activities.providers.sandbox import UnknownPaymentMethod, describe_test_card
-from api import idempotency
+from api import audit, idempotency
 from api.auth import Principal, authenticate
 from api.problems import Problem
-from api.schemas import CancelBody, CustomerCreate, PaymentCreate, PaymentMethodCreate, payment_json
+from api.schemas import CancelBody, CustomerCreate, PaymentCreate, payment_json
 from domain.money import Money, MoneyError
 from paysaga.db import tenant_tx
-from paysaga.settings import Settings
 from workflows.contracts import CancelRequest, PaymentInput, PaymentView, payment_workflow_id
 from workflows.payment import PaymentWorkflow, start_search_attributes
 
@@ -61,33 +59,6 @@ def _customer_json(row: Any) -> dict[str, Any]:
             "country": row["country"], "metadata": row["metadata"], "created_at": row["created_at"].isoformat()}
 
 
-@router.post("/customers/{customer_id}/payment_methods", status_code=201, tags=["customers"])
-async def attach_payment_method(
-    customer_id: str, body: PaymentMethodCreate, request: Request, who: Auth
-) -> dict[str, Any]:
-    who.require("payments")
-    settings: Settings = request.app.state.settings
-    brand = last4 = None
-    if settings.provider == "sandbox":
-        try:
-            card = describe_test_card(body.token)
-        except UnknownPaymentMethod as exc:
-            raise Problem(422, "unknown-payment-method", "Unknown payment method", str(exc)) from exc
-        brand, last4 = card.brand, card.last4
-    pm_id = _new_id("pm")
-    async with tenant_tx(request.app.state.pool, who.tenant_id) as conn:
-        if not await conn.fetchval("SELECT true FROM paysaga.customers WHERE customer_id = $1", customer_id):
-            raise Problem(404, "customer-not-found", "Customer not found", f"No customer {customer_id}.")
-        row = await conn.fetchrow(
-            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
-                   provider_token, brand, last4) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            pm_id, who.tenant_id, customer_id, settings.provider, body.token, brand, last4,
-        )
-    return {"id": row["payment_method_id"], "object": "payment_method", "customer_id": customer_id,
-            "provider": row["provider"], "brand": row["brand"], "last4": row["last4"],
-            "created_at": row["created_at"].isoformat()}
-
-
 # --- payments -----------------------------------------------------------------------------------------------
 @router.post("/payments", status_code=201, tags=["payments"])
 async def create_payment(
@@ -99,15 +70,19 @@ async def create_payment(
     money = _parse_amount(body.amount, body.currency)
     pool, settings = request.app.state.pool, request.app.state.settings
     async with tenant_tx(pool, who.tenant_id) as conn:
-        owner = await conn.fetchval(
-            "SELECT customer_id FROM paysaga.payment_methods WHERE payment_method_id = $1", body.payment_method_id
+        method = await conn.fetchrow(
+            "SELECT customer_id, detached_at FROM paysaga.payment_methods WHERE payment_method_id = $1",
+            body.payment_method_id,
         )
-    if owner is None:
+    if method is None:
         raise Problem(422, "unknown-payment-method", "Unknown payment method",
                       f"No payment method {body.payment_method_id}.")
-    if owner != body.customer_id:
+    if method["customer_id"] != body.customer_id:
         raise Problem(422, "payment-method-not-owned", "Payment method belongs to another customer",
                       f"{body.payment_method_id} is not attached to {body.customer_id}.")
+    if method["detached_at"] is not None:
+        raise Problem(422, "payment-method-detached", "Payment method detached",
+                      f"{body.payment_method_id} was detached and cannot be charged.")
 
     fingerprint = idempotency.request_fingerprint("POST", "/v1/payments", body.model_dump(mode="json"))
     claim = await idempotency.claim(pool, who.tenant_id, key, "POST", "/v1/payments", fingerprint,
@@ -131,6 +106,8 @@ async def create_payment(
         await idempotency.release(pool, who.tenant_id, key)
         raise
     payload = payment_json(view)
+    await audit.record_tx(request, who, "payment.create", "payment", view.id, view.workflow_id,
+                          amount_micros=view.amount_micros, currency=view.currency, idempotency_key=key)
     await idempotency.complete(pool, who.tenant_id, key, 201, payload)
     request.app.state.metrics.payments_created.labels(view.currency).inc()
     return JSONResponse(payload, status_code=201)
@@ -151,13 +128,17 @@ async def start_payment(client: Client, task_queue: str, inp: PaymentInput) -> P
         return await client.execute_update_with_start_workflow(
             PaymentWorkflow.submitted, start_workflow_operation=start, result_type=PaymentView
         )
-    except (RPCError, WorkflowUpdateFailedError) as exc:
-        # Already closed (e.g. a retry after the payment completed): the database holds the answer.
-        handle = client.get_workflow_handle(wf_id, result_type=PaymentView)
+    except (RPCError, WorkflowAlreadyStartedError, WorkflowUpdateFailedError) as exc:
+        # The run already closed (a retry after the payment settled, or a failed run): ask the run itself, which
+        # a query can do after it closed, for the payment as it last saw it.
+        handle = client.get_workflow_handle(wf_id)
         try:
-            return await handle.result()
+            view = await handle.query(PaymentWorkflow.status, result_type=PaymentView)
         except Exception:
             raise exc from None
+        if view is None:
+            raise
+        return view
 
 
 def _parse_amount(amount: str, currency: str) -> Money:
@@ -239,4 +220,6 @@ async def cancel_payment(
             raise
         raise Problem(409, "payment-not-cancelable", "Payment cannot be canceled",
                       "The payment has already settled.") from exc
+    await audit.record_tx(request, who, "payment.cancel", "payment", payment_id, view.workflow_id,
+                          cancel_request_id=request_id, status=result.status.value)
     return payment_json(result)

@@ -24,15 +24,25 @@ class Problem(Exception):
     def response(self, instance: str | None = None) -> JSONResponse:
         return problem_response(self.status, self.slug, self.title, self.detail, instance, **self.extra)
 
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        return problem_body(self.status, self.slug, self.title, self.detail, instance, **self.extra)
 
-def problem_response(
+
+def problem_body(
     status: int, slug: str, title: str, detail: str = "", instance: str | None = None, **extra: Any
-) -> JSONResponse:
+) -> dict[str, Any]:
     body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail or title}
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+    return body
+
+
+def problem_response(
+    status: int, slug: str, title: str, detail: str = "", instance: str | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(problem_body(status, slug, title, detail, instance, **extra), status_code=status,
+                        media_type=MEDIA_TYPE)
 
 
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 415: "unsupported-media-type"}

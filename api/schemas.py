@@ -62,3 +62,22 @@ def payment_json(view: PaymentView) -> dict[str, Any]:
         "workflow_id": view.workflow_id,
         "created_at": view.created_at.isoformat(), "updated_at": view.updated_at.isoformat(),
     }
+
+
+RefundReason = Annotated[str, StringConstraints(pattern=r"^(duplicate|fraudulent|requested_by_customer|other)$")]
+
+
+class RefundCreate(Body):
+    amount: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        default=None, description="Decimal string; omit to refund everything still refundable")
+    reason: RefundReason | None = None
+
+
+def refund_json(view: Any) -> dict[str, Any]:
+    return {
+        "id": view.id, "object": "refund", "payment_id": view.payment_id, "status": view.status,
+        "amount": Money(view.amount_micros, view.currency).to_decimal_string(), "amount_micros": view.amount_micros,
+        "currency": view.currency, "reason": view.reason, "provider_refund_id": view.provider_refund_id,
+        "failure_code": view.failure_code, "workflow_id": view.workflow_id,
+        "created_at": view.created_at.isoformat(), "updated_at": view.updated_at.isoformat(),
+    }

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     )
     sandbox_webhook_duplicates: int = Field(default=1, ge=1, description="Deliver every event this many times")
     sandbox_webhook_shuffle: bool = Field(default=False, description="Deliver events out of order")
+    sandbox_webhook_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0,
+                                             description="Share of webhooks never delivered (reconciliation drills)")
 
     # --- the payment saga ----------------------------------------------------------------------------------
     webhook_wait_seconds: float = Field(default=30.0, description="Poll the provider if no webhook by then")

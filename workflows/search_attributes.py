@@ -13,8 +13,9 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 PAYMENT_ID = SearchAttributeKey.for_keyword("PaymentId")
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
+REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
 
-ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY)
+ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID)
 
 
 def cli_flags() -> list[str]:

@@ -59,8 +59,22 @@ class Intent(BaseModel):
 
 class RefundResult(BaseModel):
     id: str
-    status: str
+    status: str  # Stripe's refund statuses: pending | requires_action | succeeded | failed | canceled
     amount_minor: int
+    failure_reason: str | None = None
+
+
+class CardDetails(BaseModel):
+    """What a provider tells about a stored card: display data and a fingerprint, never the number."""
+
+    brand: str | None = None
+    last4: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    fingerprint: str | None = Field(
+        default=None, description="The provider's card fingerprint: equal for two tokens of the same card number"
+    )
+    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2 of the issuing bank")
 
 
 class CardDeclined(Exception):
@@ -94,4 +108,15 @@ class PaymentProvider(Protocol):
         """Cancel if still cancelable; returns the intent as it now is (idempotent)."""
         ...
 
-    async def refund(self, intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult: ...
+    async def refund(
+        self, intent_id: str, amount_minor: int | None, idempotency_key: str, metadata: dict[str, str] | None = None
+    ) -> RefundResult:
+        """Refund (part of) a succeeded intent. `metadata` comes back on the refund's webhooks."""
+        ...
+
+    async def retrieve_refund(self, refund_id: str) -> RefundResult: ...
+
+    async def describe_payment_method(self, token: str) -> CardDetails:
+        """Brand, last4, expiry, fingerprint and country of a payment-method token. Raises ValueError for an
+        unknown token, ProviderUnavailable when the provider cannot answer."""
+        ...

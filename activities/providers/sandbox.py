@@ -26,7 +26,14 @@ import asyncpg
 import httpx
 import structlog
 
-from activities.providers.base import CardDeclined, CreateIntent, Intent, IntentStatus, RefundResult
+from activities.providers.base import (
+    CardDeclined,
+    CardDetails,
+    CreateIntent,
+    Intent,
+    IntentStatus,
+    RefundResult,
+)
 from paysaga.settings import Settings
 
 log = structlog.get_logger("paysaga.sandbox")
@@ -38,6 +45,7 @@ class TestCard:
     last4: str
     outcome: str  # "succeed" | "decline" | "authenticate"
     decline_code: str | None = None
+    refund_fails: bool = False
 
 
 # Stripe's published test payment methods (docs: testing → "cards by brand", "declined payments", "3D Secure").
@@ -49,6 +57,7 @@ TEST_CARDS: dict[str, TestCard] = {
     "pm_card_discover": TestCard("discover", "1117", "succeed"),
     "pm_card_jcb": TestCard("jcb", "0505", "succeed"),
     "pm_card_unionpay": TestCard("unionpay", "0005", "succeed"),
+    "pm_card_refundFail": TestCard("visa", "5126", "succeed", refund_fails=True),
     "tok_visa": TestCard("visa", "4242", "succeed"),
     "tok_mastercard": TestCard("mastercard", "4444", "succeed"),
     "pm_card_chargeDeclined": TestCard("visa", "0002", "decline", "generic_decline"),
@@ -74,6 +83,23 @@ def describe_test_card(token: str) -> TestCard:
     if card is None:
         raise UnknownPaymentMethod(f"No such PaymentMethod: '{token}' (the sandbox knows Stripe's test methods)")
     return card
+
+
+# Every sandbox card expires in December 2040 and is issued in the US (Stripe: "any future date").
+SANDBOX_EXPIRY = (12, 2040)
+SANDBOX_COUNTRY = "US"
+
+
+def card_fingerprint(card: TestCard) -> str:
+    """Stands in for the provider's fingerprint of the card number: the sandbox knows brand + last4 only, so two
+    tokens of the same test card (pm_card_visa, tok_visa) share it, as Stripe's do."""
+    return hashlib.sha256(f"sandbox:{card.brand}:{card.last4}".encode()).hexdigest()[:16]
+
+
+def describe_card_details(token: str) -> CardDetails:
+    card = describe_test_card(token)
+    return CardDetails(brand=card.brand, last4=card.last4, exp_month=SANDBOX_EXPIRY[0], exp_year=SANDBOX_EXPIRY[1],
+                       fingerprint=card_fingerprint(card), country=SANDBOX_COUNTRY)
 
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:
@@ -146,7 +172,11 @@ class SandboxProvider:
         self._deliver(["payment_intent.canceled"], intent)
         return intent
 
-    async def refund(self, intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult:
+    async def refund(
+        self, intent_id: str, amount_minor: int | None, idempotency_key: str, metadata: dict[str, str] | None = None
+    ) -> RefundResult:
+        """Refunds start `pending` and settle after `sandbox_settle_delay_ms` (webhook `refund.updated`);
+        `pm_card_refundFail` payments' refunds fail (`refund.failed`), giving the amount back."""
         async with self._pool.acquire() as conn, conn.transaction():
             intent = await conn.fetchrow(
                 "SELECT * FROM sandbox.payment_intents WHERE intent_id = $1 FOR UPDATE", intent_id
@@ -157,25 +187,71 @@ class SandboxProvider:
                 "SELECT * FROM sandbox.refunds WHERE tenant_id = $1 AND idempotency_key = $2",
                 intent["tenant_id"], idempotency_key,
             )
-            if done is not None:
-                return RefundResult(id=done["refund_id"], status=done["status"], amount_minor=done["amount_minor"])
+            if done is not None:  # an idempotent replay
+                return _refund_result(done)
             if intent["status"] != IntentStatus.SUCCEEDED:
                 raise ValueError(f"PaymentIntent {intent_id} has not succeeded; nothing to refund")
             remaining = intent["amount_minor"] - intent["amount_refunded"]
             amount = remaining if amount_minor is None else amount_minor
             if not 0 < amount <= remaining:
                 raise ValueError(f"Refund amount {amount} exceeds the refundable {remaining}")
-            refund_id = f"re_sbx_{secrets.token_hex(12)}"
-            await conn.execute(
+            row = await conn.fetchrow(
                 """INSERT INTO sandbox.refunds (refund_id, tenant_id, intent_id, idempotency_key, amount_minor,
-                       status) VALUES ($1, $2, $3, $4, $5, 'succeeded')""",
-                refund_id, intent["tenant_id"], intent_id, idempotency_key, amount,
+                       status, metadata) VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING *""",
+                f"re_sbx_{secrets.token_hex(12)}", intent["tenant_id"], intent_id, idempotency_key, amount,
+                metadata or {},
             )
             await conn.execute(
                 "UPDATE sandbox.payment_intents SET amount_refunded = amount_refunded + $2 WHERE intent_id = $1",
                 intent_id, amount,
             )
-        return RefundResult(id=refund_id, status="succeeded", amount_minor=amount)
+        self._deliver_refund("refund.created", row, intent)
+        self._spawn(self._settle_refund_later(row["refund_id"]))
+        return _refund_result(row)
+
+    async def retrieve_refund(self, refund_id: str) -> RefundResult:
+        row = await self._pool.fetchrow("SELECT * FROM sandbox.refunds WHERE refund_id = $1", refund_id)
+        if row is None:
+            raise ValueError(f"No such refund: '{refund_id}'")
+        due = row["updated_at"].timestamp() + self._settings.sandbox_settle_delay_ms / 1000
+        if row["status"] == "pending" and time.time() >= due:
+            row = await self._settle_refund(refund_id) or row
+        return _refund_result(row)
+
+    async def _settle_refund_later(self, refund_id: str) -> None:
+        await asyncio.sleep(self._settings.sandbox_settle_delay_ms / 1000)
+        await self._settle_refund(refund_id)
+
+    async def _settle_refund(self, refund_id: str) -> asyncpg.Record | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT r.*, i.payment_method FROM sandbox.refunds r JOIN sandbox.payment_intents i USING (intent_id)"
+                " WHERE r.refund_id = $1 AND r.status = 'pending' FOR UPDATE OF r", refund_id)
+            if row is None:
+                return None
+            fails = TEST_CARDS.get(row["payment_method"], TEST_CARDS["pm_card_visa"]).refund_fails
+            row = await conn.fetchrow(
+                """UPDATE sandbox.refunds SET status = $2, failure_reason = $3, updated_at = now()
+                   WHERE refund_id = $1 RETURNING *""",
+                refund_id, "failed" if fails else "succeeded", "expired_or_canceled_card" if fails else None)
+            intent = await conn.fetchrow(
+                """UPDATE sandbox.payment_intents SET amount_refunded = amount_refunded - $2
+                   WHERE intent_id = $1 AND $3 RETURNING *""", row["intent_id"], row["amount_minor"], fails)
+            intent = intent or await conn.fetchrow(
+                "SELECT * FROM sandbox.payment_intents WHERE intent_id = $1", row["intent_id"])
+        self._deliver_refund("refund.failed" if fails else "refund.updated", row, intent)
+        return row
+
+    def _deliver_refund(self, event_type: str, refund: asyncpg.Record, intent: asyncpg.Record) -> None:
+        obj = {
+            "id": refund["refund_id"], "object": "refund", "amount": refund["amount_minor"],
+            "currency": intent["currency"].lower(), "status": refund["status"], "payment_intent": intent["intent_id"],
+            "failure_reason": refund["failure_reason"], "metadata": refund["metadata"],
+        }
+        self._post_events([self._envelope(event_type, obj)])
+
+    async def describe_payment_method(self, token: str) -> CardDetails:
+        return describe_card_details(token)  # UnknownPaymentMethod is a ValueError, as the port says
 
     # --- sandbox-only: the customer's answer to a 3-D Secure challenge ------------------------------------
     async def authenticate(self, intent_id: str, succeed: bool) -> Intent:
@@ -250,14 +326,25 @@ class SandboxProvider:
         task.add_done_callback(self._tasks.discard)
 
     def _deliver(self, event_types: list[str], intent: Intent) -> None:
-        events = [self._event(t, intent) for t in event_types]
+        self._post_events([self._event(t, intent) for t in event_types])
+
+    def _post_events(self, events: list[dict[str, Any]]) -> None:
         copies = [e for e in events for _ in range(self._settings.sandbox_webhook_duplicates)]
         if self._settings.sandbox_webhook_shuffle:
             random.shuffle(copies)
         for i, event in enumerate(copies):
+            if random.random() < self._settings.sandbox_webhook_drop_rate:
+                log.info("sandbox.webhook_dropped", event_id=event["id"], type=event["type"])
+                continue
             # Out-of-order mode also spreads deliveries in time, so later events may overtake earlier ones.
             delay = random.uniform(0, 0.2) if self._settings.sandbox_webhook_shuffle else i * 0.001
             self._spawn(self._post(event, delay))
+
+    @staticmethod
+    def _envelope(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"evt_sbx_{secrets.token_hex(12)}", "object": "event", "type": event_type,
+                "created": int(time.time()), "livemode": False, "api_version": "2025-01-27",
+                "data": {"object": obj}}
 
     def _event(self, event_type: str, intent: Intent) -> dict[str, Any]:
         last_error = (
@@ -265,17 +352,13 @@ class SandboxProvider:
              "message": intent.failure_message}
             if intent.decline_code else None
         )
-        return {
-            "id": f"evt_sbx_{secrets.token_hex(12)}", "object": "event", "type": event_type,
-            "created": int(time.time()), "livemode": False, "api_version": "2025-01-27",
-            "data": {"object": {
-                "id": intent.id, "object": "payment_intent", "amount": intent.amount_minor,
-                "currency": intent.currency.lower(), "status": intent.status.value, "metadata": intent.metadata,
-                "last_payment_error": last_error,
-                "next_action": {"type": "redirect_to_url", "redirect_to_url": {"url": intent.next_action_url}}
-                if intent.next_action_url else None,
-            }},
-        }
+        return self._envelope(event_type, {
+            "id": intent.id, "object": "payment_intent", "amount": intent.amount_minor,
+            "currency": intent.currency.lower(), "status": intent.status.value, "metadata": intent.metadata,
+            "last_payment_error": last_error,
+            "next_action": {"type": "redirect_to_url", "redirect_to_url": {"url": intent.next_action_url}}
+            if intent.next_action_url else None,
+        })
 
     async def _post(self, event: dict[str, Any], delay: float) -> None:
         await asyncio.sleep(delay)
@@ -309,3 +392,8 @@ class SandboxProvider:
             metadata=metadata, decline_code=row["decline_code"], failure_message=row["failure_message"],
             next_action_url=next_url,
         )
+
+
+def _refund_result(row: asyncpg.Record) -> RefundResult:
+    return RefundResult(id=row["refund_id"], status=row["status"], amount_minor=row["amount_minor"],
+                        failure_reason=row["failure_reason"])

@@ -22,6 +22,7 @@ import stripe
 
 from activities.providers.base import (
     CardDeclined,
+    CardDetails,
     CreateIntent,
     Intent,
     IntentStatus,
@@ -185,10 +186,14 @@ class StripeProvider:
         except stripe.StripeError as err:
             _translate(err)
 
-    async def refund(self, intent_id: str, amount_minor: int | None, idempotency_key: str) -> RefundResult:
+    async def refund(
+        self, intent_id: str, amount_minor: int | None, idempotency_key: str, metadata: dict[str, str] | None = None
+    ) -> RefundResult:
         params: dict[str, Any] = {"payment_intent": intent_id}
         if amount_minor is not None:
             params["amount"] = amount_minor
+        if metadata:
+            params["metadata"] = metadata
         try:
             refund = await self._client.v1.refunds.create_async(
                 params=params,  # type: ignore[arg-type]
@@ -196,4 +201,39 @@ class StripeProvider:
             )
         except stripe.StripeError as err:
             _translate(err)
-        return RefundResult(id=refund.id, status=str(refund.status), amount_minor=refund.amount)
+        return _to_refund(refund)
+
+    async def retrieve_refund(self, refund_id: str) -> RefundResult:
+        try:
+            refund = await self._client.v1.refunds.retrieve_async(refund_id)
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_refund(refund)
+
+    async def describe_payment_method(self, token: str) -> CardDetails:
+        """`pm_`/`card_`/`src_` ids through the PaymentMethods API (which also answers for legacy cards and
+        sources), `tok_` tokens through the Tokens API; both carry the same `card` hash."""
+        try:
+            if token.startswith("tok_"):
+                card = (await self._client.v1.tokens.retrieve_async(token)).to_dict().get("card") or {}
+            else:
+                pm = (await self._client.v1.payment_methods.retrieve_async(token)).to_dict()
+                card = pm.get("card") or {}
+        except stripe.StripeError as err:
+            _translate(err)
+        if not card:
+            raise ValueError(f"stripe payment method {token} is not a card")
+        brand = card.get("brand")
+        return CardDetails(
+            brand=str(brand).lower() if brand else None,  # PaymentMethods say "visa", Tokens' cards "Visa"
+            last4=card.get("last4"),
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+            fingerprint=card.get("fingerprint"),
+            country=card.get("country"),
+        )
+
+
+def _to_refund(refund: Any) -> RefundResult:
+    return RefundResult(id=refund.id, status=str(refund.status), amount_minor=refund.amount,
+                        failure_reason=getattr(refund, "failure_reason", None))

@@ -1,0 +1,155 @@
+"""Activities of the refund saga. Database steps are idempotent by refund id and status guard; the provider is
+called with idempotency key = the refund id (a business id), so a retried call never refunds twice."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import refund_store
+from activities.payments import INVALID_REQUEST
+from activities.providers.base import PaymentProvider, ProviderUnavailable
+from domain.money import Money, RoundingMode
+from domain.refund import RefundNotAllowed, RefundStatus, plan_refund, settle
+from paysaga.db import tenant_tx
+from workflows.contracts import (
+    ProviderRefund,
+    RecordedRefund,
+    RefundInput,
+    RefundRejection,
+    RefundView,
+    SettleRefund,
+    SubmitRefund,
+    refund_workflow_id,
+)
+
+log = structlog.get_logger("paysaga.billing")
+
+
+class RefundActivities:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider) -> None:
+        self._pool = pool
+        self._provider = provider
+
+    @activity.defn
+    async def record_refund(self, inp: RefundInput) -> RecordedRefund:
+        async with tenant_tx(self._pool, inp.tenant_id) as conn:
+            existing = await refund_store.fetch_refund(conn, inp.refund_id)
+            if existing is not None:
+                return RecordedRefund(view=existing)
+            payment = await conn.fetchrow(
+                "SELECT status, amount_micros, currency FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE",
+                inp.payment_id,
+            )
+            if payment is None or payment["status"] != "completed":
+                status = payment["status"] if payment else "missing"
+                return _rejected("payment_not_refundable", f"The payment is {status}; only completed payments "
+                                 "can be refunded.")
+            captured = Money(payment["amount_micros"], payment["currency"])
+            prior = await conn.fetch("SELECT amount_micros, status FROM paysaga.refunds WHERE payment_id = $1",
+                                     inp.payment_id)
+            requested = Money(inp.amount_micros, captured.currency) if inp.amount_micros is not None else None
+            try:
+                amount = plan_refund(
+                    captured, [(Money(r["amount_micros"], captured.currency), RefundStatus(r["status"]))
+                               for r in prior], requested)
+            except RefundNotAllowed as exc:
+                return _rejected(exc.code, str(exc))
+            wf_id = refund_workflow_id(inp.tenant_id, inp.refund_id)
+            await conn.execute(
+                """INSERT INTO paysaga.refunds (refund_id, tenant_id, payment_id, amount_micros, currency, reason,
+                       idempotency_key, workflow_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                inp.refund_id, inp.tenant_id, inp.payment_id, amount.micros, amount.currency, inp.reason,
+                inp.idempotency_key, wf_id,
+            )
+            view = await refund_store.fetch_refund(conn, inp.refund_id)
+            assert view is not None
+            await refund_store.record_refund_event(conn, view, 1, None, inp.actor, wf_id,
+                                                   {"amount_micros": amount.micros, "reason": inp.reason})
+        return RecordedRefund(view=view)
+
+    @activity.defn
+    async def submit_refund(self, req: SubmitRefund) -> ProviderRefund:
+        started = time.perf_counter()
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            row = await conn.fetchrow(
+                """SELECT r.amount_micros, r.currency, p.provider_intent_id FROM paysaga.refunds r
+                   JOIN paysaga.payments p USING (tenant_id, payment_id) WHERE r.refund_id = $1""",
+                req.refund_id,
+            )
+        if row is None or row["provider_intent_id"] is None:
+            raise ApplicationError(f"refund {req.refund_id} has no payment intent", type=INVALID_REQUEST,
+                                   non_retryable=True)
+        # Captured amounts were whole minor units, so every refund of them is too; HALF_EVEN names the rule.
+        minor = Money(row["amount_micros"], row["currency"]).to_minor_units(RoundingMode.HALF_EVEN)
+        try:
+            result = await self._provider.refund(
+                row["provider_intent_id"], minor, req.refund_id,
+                metadata={"tenant_id": req.tenant_id, "refund_id": req.refund_id, "payment_id": req.payment_id},
+            )
+        except ProviderUnavailable:
+            raise
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        info = activity.info()
+        log.info("billing.rail.execution", operation="refund", provider=self._provider.name, status=result.status,
+                 refund_id=req.refund_id, payment_id=req.payment_id, tenant_id=req.tenant_id,
+                 correlation_id=info.workflow_id, activity_attempt=info.attempt,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        return ProviderRefund(id=result.id, status=result.status, failure_reason=result.failure_reason)
+
+    @activity.defn
+    async def get_refund(self, provider_refund_id: str) -> ProviderRefund:
+        result = await self._provider.retrieve_refund(provider_refund_id)
+        return ProviderRefund(id=result.id, status=result.status, failure_reason=result.failure_reason)
+
+    @activity.defn
+    async def attach_provider_refund(self, req: SettleRefund) -> RefundView:
+        """Remember the provider's refund id (not a state change, so no lifecycle event)."""
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            await conn.execute(
+                "UPDATE paysaga.refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND status = 'pending' "
+                "AND provider_refund_id IS NULL", req.refund_id, req.provider_refund_id)
+            view = await refund_store.fetch_refund(conn, req.refund_id)
+        assert view is not None
+        return view
+
+    @activity.defn
+    async def settle_refund(self, req: SettleRefund) -> RefundView:
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            row = await conn.fetchrow(
+                "SELECT status, event_seq FROM paysaga.refunds WHERE refund_id = $1 FOR UPDATE", req.refund_id)
+            if row is None:
+                raise ApplicationError(f"refund {req.refund_id} not found", type=INVALID_REQUEST, non_retryable=True)
+            if row["status"] == req.outcome:  # a retried activity whose first try committed
+                view = await refund_store.fetch_refund(conn, req.refund_id)
+                assert view is not None
+                return view
+            try:
+                outcome = settle(RefundStatus(row["status"]), RefundStatus(req.outcome))
+            except ValueError as exc:
+                raise ApplicationError(str(exc), type="InvalidTransition", non_retryable=True) from exc
+            seq = row["event_seq"] + 1
+            await conn.execute(
+                """UPDATE paysaga.refunds SET status = $2, failure_code = $3, event_seq = $4,
+                       provider_refund_id = coalesce(provider_refund_id, $5)
+                   WHERE refund_id = $1 AND status = 'pending'""",
+                req.refund_id, outcome.value, req.failure_code, seq, req.provider_refund_id,
+            )
+            view = await refund_store.fetch_refund(conn, req.refund_id)
+            assert view is not None
+            await refund_store.record_refund_event(conn, view, seq, row["status"], req.actor, req.correlation_id,
+                                                   {"failure_code": req.failure_code} if req.failure_code else {})
+        log.info("billing.execution.result", operation="refund", refund_id=view.id, payment_id=view.payment_id,
+                 tenant_id=view.tenant_id, status=view.status, failure_code=view.failure_code,
+                 correlation_id=req.correlation_id, amount_micros=view.amount_micros, currency=view.currency,
+                 duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000))
+        return view
+
+
+def _rejected(code: str, message: str) -> RecordedRefund:
+    return RecordedRefund(rejection=RefundRejection(code=code, message=message))
