@@ -15,16 +15,18 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.payments import PaymentActivities
 from activities.providers import build_provider
+from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
 from paysaga.settings import Settings
 from workflows.payment import PaymentWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
-WORKFLOWS = [PaymentWorkflow, RefundWorkflow]
+WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow]
 
 
 async def connect_client(settings: Settings, *, metrics_port: int | None = None) -> Client:
@@ -57,6 +59,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             stack.push_async_callback(provider.aclose)
         acts = PaymentActivities(pool, provider, risk_limits(settings))
         refunds = RefundActivities(pool, provider)
+        reconcile = ReconcileActivities(pool, provider)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -64,7 +67,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             activities=[acts.record_payment, acts.assess_risk, acts.transition, acts.create_intent,
                         acts.get_intent, acts.cancel_intent,
                         refunds.record_refund, refunds.submit_refund, refunds.get_refund,
-                        refunds.attach_provider_refund, refunds.settle_refund],
+                        refunds.attach_provider_refund, refunds.settle_refund,
+                        reconcile.reconcile_stale_payments],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
@@ -82,5 +86,9 @@ async def run_worker(settings: Settings, *, metrics_port: int | None = 9464) -> 
     for sig in (signal.SIGINT, signal.SIGTERM):  # graceful: the worker finishes or hands back its tasks
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
+        if settings.schedules_enabled:
+            from paysaga.schedules import ensure_schedules
+
+            await ensure_schedules(client, settings)
         await stop.wait()
     log.info("worker.stopped")

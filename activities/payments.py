@@ -90,6 +90,8 @@ class PaymentActivities:
             kwargs["reason"] = req.reason or "canceled"
         if req.transition == "reconcile":
             kwargs["outcome"] = req.outcome
+            if req.outcome == "failed":
+                kwargs.update(code=req.failure_code or "declined", message=req.failure_message or "")
         columns: dict[str, object] = {}
         if req.next_action is not None or req.clear_next_action:
             columns["next_action"] = req.next_action

@@ -137,10 +137,19 @@ class Payment:
     def settle_from_processing(self, **meta: Any) -> LifecycleEvent:
         return self._apply("settle_from_processing", meta)
 
-    def reconcile(self, outcome: PaymentStatus, **meta: Any) -> LifecycleEvent:
+    def reconcile(
+        self, outcome: PaymentStatus, *, code: str | None = None, message: str = "", **meta: Any
+    ) -> LifecycleEvent:
+        """The provider's verdict on a payment nobody told us about in time (a lost webhook)."""
         if outcome not in (S.COMPLETED, S.FAILED):
             raise ValueError(f"reconcile settles to completed or failed, not {outcome}")
-        return self._apply("reconcile", meta, target=outcome)
+        if outcome == S.FAILED:
+            code = code or "declined"
+            meta = {**meta, "failure_code": code, "failure_message": message}
+        event = self._apply("reconcile", meta, target=outcome)
+        if outcome == S.FAILED:
+            self.failure_code, self.failure_message = code, message
+        return event
 
     # --- mechanics --------------------------------------------------------------------------------------
     def can(self, transition: str) -> bool:

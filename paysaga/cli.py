@@ -57,6 +57,32 @@ def migrate() -> None:
     typer.echo("migrations applied")
 
 
+@app.command()
+def reconcile(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing")] = False,
+    older_than: Annotated[float, typer.Option(help="Seconds a payment must have been stuck")] = 600.0,
+    limit: Annotated[int, typer.Option(help="Payments examined at most")] = 200,
+) -> None:
+    """Run one reconciliation of stuck pending/processing payments now (the Schedule runs it every 5 min)."""
+    import json
+    import uuid
+
+    from worker import connect_client
+    from workflows.contracts import ReconcileInput, ReconcileReport
+    from workflows.reconcile import ReconcileWorkflow
+
+    async def _run() -> ReconcileReport:
+        settings = get_settings()
+        client = await connect_client(settings)
+        return await client.execute_workflow(
+            ReconcileWorkflow.run, ReconcileInput(older_than_seconds=older_than, limit=limit, dry_run=dry_run),
+            id=f"reconcile-manual-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
+            result_type=ReconcileReport,
+        )
+
+    typer.echo(json.dumps(asyncio.run(_run()).model_dump(), indent=2))
+
+
 @tenants_app.command("create")
 def tenants_create(
     name: str,

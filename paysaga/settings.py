@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
     provider_call_timeout_seconds: float = Field(default=30.0, description="start_to_close of one provider call")
 
+    # --- reconciliation (a Temporal Schedule) ---------------------------------------------------------------
+    reconcile_every_seconds: int = 300
+    reconcile_older_than_seconds: float = Field(default=600.0, description="Stuck = unchanged for this long")
+    reconcile_batch_limit: int = Field(default=200, description="Payments examined per run, at most")
+    schedules_enabled: bool = Field(default=True, description="Create the Temporal Schedules at worker start")
+
     # --- risk (hard rules; per-tenant overrides come later) ------------------------------------------------
     risk_max_amount_micros: int = 50_000 * 1_000_000
     risk_velocity_window_seconds: int = 3600

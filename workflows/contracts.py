@@ -206,3 +206,23 @@ class SettleRefund(BaseModel):
     failure_code: str | None = None
     actor: str
     correlation_id: str
+
+
+# --- reconciliation ---------------------------------------------------------------------------------------------
+RECONCILIATION_EVENT = "reconciliation"  # ProviderEvent.type of news brought by the reconciler
+
+
+class ReconcileInput(BaseModel):
+    older_than_seconds: float = 600.0
+    limit: int = 200
+    dry_run: bool = False
+
+
+class ReconcileReport(BaseModel):
+    examined: int = 0
+    signalled: int = 0  # news handed to a running payment workflow
+    transitioned: int = 0  # applied directly: the payment's workflow was no longer running
+    unchanged: int = 0  # the provider is still working on it
+    errors: int = 0
+    dry_run: bool = False
+    actions: list[dict[str, str]] = Field(default_factory=list)

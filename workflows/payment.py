@@ -19,8 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.payments import INVALID_REQUEST, INVALID_TRANSITION, PaymentActivities
     from domain.payment import PaymentStatus
+    from domain.reconciliation import decide
     from workflows import search_attributes as sa
     from workflows.contracts import (
+        RECONCILIATION_EVENT,
         CancelRequest,
         IntentOutcome,
         IntentRequest,
@@ -204,6 +206,14 @@ class PaymentWorkflow:
         if self._intent and event.intent_id and event.intent_id != self._intent.intent_id:
             return  # an event about another attempt's intent
         status = signal_status(event)
+        if event.type == RECONCILIATION_EVENT:  # the reconciler's news drives the seed's named transitions
+            assert self._view is not None
+            decision = decide(self._view.status, status)
+            if decision is not None:
+                await self._transition(decision.transition, outcome=decision.outcome, actor="reconciler",
+                                       failure_code=event.decline_code, failure_message=event.failure_message,
+                                       clear_next_action=True)
+            return
         outcome = IntentOutcome(intent_id=event.intent_id, status=status, decline_code=event.decline_code,
                                 failure_message=event.failure_message)
         await self._apply_intent_status(status, outcome, source=f"webhook:{event.event_id}")

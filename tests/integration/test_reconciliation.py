@@ -1,0 +1,77 @@
+"""Reconciliation: with every webhook dropped and no polling, stuck payments still reach their final state."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from paysaga.schedules import ensure_schedules
+from tests.integration.helpers import customer_with_method, pay, wait_status
+from tests.stack import Stack
+from workflows.contracts import ReconcileInput, ReconcileReport
+from workflows.reconcile import SCHEDULE_ID, ReconcileWorkflow
+
+pytestmark = pytest.mark.integration
+
+
+async def run_reconcile(stack: Stack, dry_run: bool) -> ReconcileReport:
+    return await stack.client.execute_workflow(
+        ReconcileWorkflow.run, ReconcileInput(older_than_seconds=0, limit=500, dry_run=dry_run),
+        id=f"reconcile-test-{uuid.uuid4().hex[:8]}", task_queue=stack.settings.task_queue, result_type=ReconcileReport)
+
+
+async def test_dropped_webhooks_are_reconciled(stack: Stack, tenant: tuple[str, str]) -> None:
+    s = stack.settings
+    s.sandbox_webhook_drop_rate, s.webhook_wait_seconds = 1.0, 3600.0  # no webhook, and no polling for an hour
+    try:
+        async with stack.http(tenant[1]) as http:
+            cid, visa = await customer_with_method(http)
+            paid = [(await pay(http, cid, visa)).json() for _ in range(3)]
+            cid3, secure = await customer_with_method(http, "pm_card_threeDSecure2Required")
+            ok3ds, bad3ds = (await pay(http, cid3, secure)).json(), (await pay(http, cid3, secure)).json()
+            await http.post(ok3ds["next_action"]["redirect_to_url"]["url"], json={"outcome": "succeed"})
+            await http.post(bad3ds["next_action"]["redirect_to_url"]["url"], json={"outcome": "fail"})
+            orphan = (await pay(http, cid, visa)).json()
+            await stack.client.get_workflow_handle(orphan["workflow_id"]).terminate("simulating a lost workflow")
+            await asyncio.sleep(0.5)  # the provider settles; its webhooks go nowhere
+            ours = {p["id"] for p in [*paid, ok3ds, bad3ds, orphan]}
+            for pid in ours:
+                assert (await http.get(f"/v1/payments/{pid}")).json()["status"] in ("processing", "pending")
+
+            dry = await run_reconcile(stack, dry_run=True)
+            planned = {a["payment_id"]: a["transition"] for a in dry.actions if a["payment_id"] in ours}
+            assert planned == {
+                **{p["id"]: "reconcile" for p in [*paid, orphan]},
+                ok3ds["id"]: "confirm_from_pending", bad3ds["id"]: "reject_from_pending",
+            }
+            for pid in ours:  # a dry run changes nothing
+                assert (await http.get(f"/v1/payments/{pid}")).json()["status"] in ("processing", "pending")
+
+            report = await run_reconcile(stack, dry_run=False)
+            assert report.errors == 0 and report.transitioned >= 1 and report.signalled >= 5
+            for p in [*paid, ok3ds, orphan]:
+                await wait_status(http, p["id"], {"completed"})
+            failed = await wait_status(http, bad3ds["id"], {"failed"})
+            assert failed["failure_code"] == "authentication_failed"
+    finally:
+        s.sandbox_webhook_drop_rate, s.webhook_wait_seconds = 0.0, 3.0
+    actors = await stack.admin_pool.fetch(
+        "SELECT payment_id, actor, metadata->>'transition' AS t FROM paysaga.payment_events "
+        "WHERE payment_id = ANY($1::text[]) AND seq > 2", list(ours))
+    assert {(r["payment_id"], r["t"], r["actor"]) for r in actors if r["payment_id"] == orphan["id"]} == {
+        (orphan["id"], "reconcile", "reconciler")}
+    again = await run_reconcile(stack, dry_run=False)  # idempotent: nothing of ours is stuck any more
+    assert not [a for a in again.actions if a["payment_id"] in ours]
+
+
+async def test_reconcile_schedule_is_created_once(stack: Stack) -> None:
+    await ensure_schedules(stack.client, stack.settings)
+    await ensure_schedules(stack.client, stack.settings)  # a second worker start changes nothing
+    handle = stack.client.get_schedule_handle(SCHEDULE_ID)
+    try:
+        described = await handle.describe()
+        assert described.schedule.action.workflow == "ReconcileWorkflow"
+    finally:
+        await handle.delete()
