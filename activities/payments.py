@@ -28,10 +28,12 @@ from domain.payment import InvalidTransition
 from domain.risk import CustomerHistory, RiskLimits, assess
 from paysaga.db import tenant_tx
 from workflows.contracts import (
+    DeadLetter,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
     PaymentView,
+    ReplayRequest,
     RiskRequest,
     RiskResult,
     TransitionRequest,
@@ -111,6 +113,36 @@ class PaymentActivities:
                 amount_micros=view.amount_micros, currency=view.currency,
             )
         return view
+
+    # --- dead letters ---------------------------------------------------------------------------------------
+    @activity.defn
+    async def record_dead_letter(self, letter: DeadLetter) -> None:
+        async with tenant_tx(self._pool, letter.tenant_id) as conn:
+            await conn.execute(
+                """INSERT INTO paysaga.dead_letters (dlq_id, tenant_id, workflow_id, payment_id, step, reason, input)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+                letter.dlq_id, letter.tenant_id, letter.workflow_id, letter.payment_id, letter.step, letter.reason,
+                letter.input,
+            )
+        log.warning("billing.dead_letter", dlq_id=letter.dlq_id, step=letter.step, reason=letter.reason,
+                    tenant_id=letter.tenant_id, correlation_id=letter.workflow_id)
+
+    @activity.defn
+    async def claim_dead_letter(self, req: ReplayRequest) -> bool:
+        """open → replayed, once (status guard). Runs in the workflow, whose tenant the dead letter has."""
+        return await self._resolve(req, "replayed")
+
+    @activity.defn
+    async def expire_dead_letter(self, req: ReplayRequest) -> bool:
+        return await self._resolve(req, "expired")
+
+    async def _resolve(self, req: ReplayRequest, status: str) -> bool:
+        assert req.tenant_id is not None
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            done = await conn.fetchval(
+                """UPDATE paysaga.dead_letters SET status = $2, resolved_at = now(), resolved_by = $3
+                   WHERE dlq_id = $1 AND status = 'open' RETURNING true""", req.dlq_id, status, req.actor)
+        return bool(done)
 
     # --- provider steps (regular activities: retried with backoff, < 24 h so Stripe's keys still hold) -----
     @activity.defn

@@ -99,6 +99,8 @@ async def create_payment(
         three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
         settlement_timeout_seconds=settings.settlement_timeout_seconds,
         provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
+        provider_max_attempts=settings.provider_max_attempts,
+        dead_letter_hold_seconds=settings.dead_letter_hold_seconds,
     )
     try:
         view = await start_payment(request.app.state.temporal, settings.task_queue, inp)

@@ -18,6 +18,56 @@ from paysaga.settings import get_settings
 app = typer.Typer(help="paysaga: payments as durable Temporal workflows.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+dlq_app = typer.Typer(help="Dead letters: provider work whose retries ran out.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option()] = 50) -> None:
+    """Dead letters of every tenant, newest first (ids and reasons only)."""
+    import asyncpg
+
+    async def _run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(get_settings().database_url)
+        try:
+            return await conn.fetch("SELECT * FROM paysaga.open_dead_letters($1)", limit)
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(_run())
+    typer.echo(f"{'id':<44} {'status':<9} {'step':<14} {'created':<20} reason")
+    for r in rows:
+        typer.echo(f"{r['dlq_id']:<44} {r['status']:<9} {r['step']:<14} {r['created_at']:%Y-%m-%d %H:%M:%S}  "
+                   f"{r['reason'][:80]}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(dlq_id: str) -> None:
+    """Retry a dead-lettered step once (a second replay of the same id is refused)."""
+    import asyncpg
+
+    from api.dead_letters import replay_dead_letter
+    from api.problems import Problem
+    from worker import connect_client
+
+    async def _run() -> str:
+        settings = get_settings()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT * FROM paysaga.open_dead_letters(100000)")
+        finally:
+            await conn.close()
+        match = [r for r in rows if r["dlq_id"] == dlq_id]
+        if not match:
+            raise typer.BadParameter(f"no dead letter {dlq_id}")
+        client = await connect_client(settings)
+        try:
+            result = await replay_dead_letter(client, match[0]["workflow_id"], dlq_id, "cli")
+        except Problem as exc:
+            raise typer.BadParameter(exc.detail) from exc
+        return result.status
+
+    typer.echo(f"{dlq_id}: {asyncio.run(_run())}")
 
 
 @app.command()

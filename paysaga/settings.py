@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     )
     sandbox_webhook_duplicates: int = Field(default=1, ge=1, description="Deliver every event this many times")
     sandbox_webhook_shuffle: bool = Field(default=False, description="Deliver events out of order")
+    sandbox_fail_first_calls: int = Field(default=0, ge=0,
+                                          description="Fault injection: the first N confirm calls of each payment fail")
+    sandbox_fail_kind: Literal["500", "429", "timeout"] = Field(
+        default="500", description="500: fails after the work is done; 429: before; timeout: answers too late")
     sandbox_webhook_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0,
                                              description="Share of webhooks never delivered (reconciliation drills)")
 
@@ -67,6 +71,8 @@ class Settings(BaseSettings):
     settlement_timeout_seconds: float = Field(default=86_400.0, description="Give up polling after this")
     three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
     provider_call_timeout_seconds: float = Field(default=30.0, description="start_to_close of one provider call")
+    provider_max_attempts: int = Field(default=8, ge=1, description="Tries of a provider call before dead-lettering")
+    dead_letter_hold_seconds: float = Field(default=7 * 86_400.0, description="How long a dead letter awaits replay")
 
     # --- reconciliation (a Temporal Schedule) ---------------------------------------------------------------
     reconcile_every_seconds: int = 300

@@ -36,6 +36,8 @@ class PaymentInput(BaseModel):
     three_ds_timeout_seconds: float = 900.0
     settlement_timeout_seconds: float = 86_400.0
     provider_call_timeout_seconds: float = 30.0
+    provider_max_attempts: int = 8  # then the call goes to the dead-letter queue
+    dead_letter_hold_seconds: float = 7 * 86_400.0  # how long a dead letter waits for a replay
 
 
 class PaymentView(BaseModel):
@@ -226,3 +228,25 @@ class ReconcileReport(BaseModel):
     errors: int = 0
     dry_run: bool = False
     actions: list[dict[str, str]] = Field(default_factory=list)
+
+
+# --- dead letters -----------------------------------------------------------------------------------------------
+class DeadLetter(BaseModel):
+    tenant_id: str
+    dlq_id: str
+    workflow_id: str
+    payment_id: str | None = None
+    step: str
+    reason: str
+    input: dict[str, Any]
+
+
+class ReplayRequest(BaseModel):
+    dlq_id: str
+    actor: str = "operator"
+    tenant_id: str | None = None  # filled in by the workflow, which knows its tenant
+
+
+class ReplayResult(BaseModel):
+    dlq_id: str
+    status: str

@@ -24,11 +24,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         RECONCILIATION_EVENT,
         CancelRequest,
+        DeadLetter,
         IntentOutcome,
         IntentRequest,
         PaymentInput,
         PaymentView,
         ProviderEvent,
+        ReplayRequest,
+        ReplayResult,
         RiskRequest,
         RiskResult,
         TransitionRequest,
@@ -88,6 +91,9 @@ class PaymentWorkflow:
         self._events: list[ProviderEvent] = []
         self._seen_events: set[str] = set()
         self._cancel: CancelRequest | None = None
+        self._dead_letters = 0
+        self._open_dead_letter: str | None = None
+        self._replay_of: str | None = None
 
     # --- messages -------------------------------------------------------------------------------------------
     @workflow.update
@@ -117,6 +123,23 @@ class PaymentWorkflow:
         status = self._view.status if self._view else PaymentStatus.CREATED
         if status not in (PaymentStatus.CREATED, PaymentStatus.PENDING) or self._in_provider_call:
             raise ApplicationError(f"a {status.value} payment cannot be canceled", type="NotCancelable")
+
+    @workflow.update
+    async def replay_dead_letter(self, req: ReplayRequest) -> ReplayResult:
+        """Retry the dead-lettered step once more. Exactly once: the dead letter's row is claimed with a status
+        guard, and Temporal de-duplicates updates by id (`replay-<dlq_id>`)."""
+        assert self._inp is not None
+        claim = req.model_copy(update={"tenant_id": self._inp.tenant_id})
+        replayed: bool = await self._local(PaymentActivities.claim_dead_letter, claim)
+        if not replayed:
+            raise ApplicationError(f"dead letter {req.dlq_id} is not open", type="NotReplayable")
+        self._replay_of = req.dlq_id
+        return ReplayResult(dlq_id=req.dlq_id, status="replayed")
+
+    @replay_dead_letter.validator
+    def _validate_replay(self, req: ReplayRequest) -> None:
+        if req.dlq_id != self._open_dead_letter:
+            raise ApplicationError(f"dead letter {req.dlq_id} is not awaiting a replay", type="NotReplayable")
 
     @workflow.query
     def status(self) -> PaymentView | None:
@@ -273,8 +296,42 @@ class PaymentWorkflow:
         )
 
     async def _provider_call(self, fn: Any, arg: Any) -> Any:
+        """A provider step with bounded retries; when they run out, a dead letter an operator can replay."""
         assert self._inp is not None
-        return await workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
-            schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=PROVIDER_RETRY,
+        retry = RetryPolicy(
+            initial_interval=PROVIDER_RETRY.initial_interval, backoff_coefficient=PROVIDER_RETRY.backoff_coefficient,
+            maximum_interval=PROVIDER_RETRY.maximum_interval, maximum_attempts=self._inp.provider_max_attempts,
+            non_retryable_error_types=NON_RETRYABLE,
         )
+        while True:
+            try:
+                return await workflow.execute_activity(
+                    fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
+                    schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=retry,
+                )
+            except ActivityError as err:
+                business = isinstance(err.cause, ApplicationError) and err.cause.non_retryable
+                if business or not workflow.patched("dead-letter-v1") or not await self._dead_letter(fn, arg, err):
+                    raise
+
+    async def _dead_letter(self, fn: Any, arg: Any, err: ActivityError) -> bool:
+        """Park the failed step; True when an operator replayed it within the hold period."""
+        assert self._inp is not None
+        self._dead_letters += 1
+        dlq_id = f"dlq_{self._inp.payment_id}_{self._dead_letters}"
+        await self._local(PaymentActivities.record_dead_letter, DeadLetter(
+            tenant_id=self._inp.tenant_id, dlq_id=dlq_id, workflow_id=workflow.info().workflow_id,
+            payment_id=self._inp.payment_id, step=fn.__name__, reason=str(err.cause or err),
+            input=arg.model_dump(mode="json") if hasattr(arg, "model_dump") else {"value": arg},
+        ))
+        self._open_dead_letter = dlq_id
+        try:
+            await workflow.wait_condition(lambda: self._replay_of == dlq_id,
+                                          timeout=timedelta(seconds=self._inp.dead_letter_hold_seconds))
+            return True
+        except TimeoutError:
+            await self._local(PaymentActivities.expire_dead_letter,
+                              ReplayRequest(dlq_id=dlq_id, actor="workflow", tenant_id=self._inp.tenant_id))
+            return False
+        finally:
+            self._open_dead_letter = None

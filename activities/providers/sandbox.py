@@ -32,6 +32,7 @@ from activities.providers.base import (
     CreateIntent,
     Intent,
     IntentStatus,
+    ProviderUnavailable,
     RefundResult,
 )
 from paysaga.settings import Settings
@@ -114,11 +115,29 @@ class SandboxProvider:
         self._pool = pool
         self._settings = settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self._calls: dict[str, int] = {}
         self._http: httpx.AsyncClient | None = None
 
     # --- the PaymentProvider port ---------------------------------------------------------------------------
     async def create_and_confirm(self, req: CreateIntent) -> Intent:
         card = describe_test_card(req.payment_method)
+        inject = self._inject_failure(req.idempotency_key)
+        if inject == "429":  # refused before any work, as a rate limit is
+            raise ProviderUnavailable("sandbox: 429 rate limited (injected)")
+        intent = await self._create_and_confirm(req, card)
+        if inject == "500":  # the work is done, only the answer is lost: the retry must find this intent
+            raise ProviderUnavailable("sandbox: 500 after creating the intent (injected)")
+        if inject == "timeout":
+            await asyncio.sleep(3600)  # outlives the activity's start_to_close; the retry must find the intent
+        return intent
+
+    def _inject_failure(self, key: str) -> str | None:
+        """Fault injection for tests and drills: the first `sandbox_fail_first_calls` calls per payment fail."""
+        seen = self._calls.get(key, 0)
+        self._calls[key] = seen + 1
+        return self._settings.sandbox_fail_kind if seen < self._settings.sandbox_fail_first_calls else None
+
+    async def _create_and_confirm(self, req: CreateIntent, card: TestCard) -> Intent:
         existing = await self._pool.fetchrow(
             "SELECT * FROM sandbox.payment_intents WHERE tenant_id = $1 AND idempotency_key = $2",
             req.tenant_id, req.idempotency_key,
@@ -141,7 +160,7 @@ class SandboxProvider:
             req.metadata,
         )
         if row is None:  # lost a race with a concurrent identical request
-            return await self.create_and_confirm(req)
+            return await self._create_and_confirm(req, card)
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         intent = self._to_intent(row)
