@@ -9,8 +9,10 @@ from typing import Any
 
 import structlog
 
-# 13 to 19 digits, optionally grouped by spaces or dashes: what a card number looks like in free text.
-_PAN_SHAPE = re.compile(r"(?<!\d)(?:\d[ -]?){12,}\d(?!\d)")
+# 13 to 19 digits, optionally grouped by spaces or dashes: what a card number looks like in free text. Digits
+# glued to letters are part of an identifier (cus_a1234…, a UUID's "a716-4466…"), not a card number: without
+# these word boundaries one hex id in ten would pass Luhn by chance and a valid request would be refused.
+_PAN_SHAPE = re.compile(r"(?<![\w])(?:\d[ -]?){12,}\d(?![\w])")
 
 
 def luhn_ok(digits: str) -> bool:

@@ -301,3 +301,15 @@ async def test_pan_guard_as_installed_middleware() -> None:
     assert refused.status_code == 422
     assert accepted.status_code == 200
     assert called == [True]
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=24, max_size=24))
+def test_hex_identifiers_are_never_taken_for_card_numbers(hexpart: str) -> None:
+    """Ids like cus_<24 hex> or a UUID hold long digit runs glued to letters: not card numbers."""
+    assert not contains_pan(f"cus_{hexpart}")
+    assert not contains_pan(f'{{"customer_id": "cus_a{hexpart}"}}')
+
+
+def test_uuid_with_long_numeric_tail_is_not_a_pan() -> None:
+    assert not contains_pan("bench-4f1c2a3b-9d8e-41d4-a716-446655440000")
+    assert not contains_pan("pm_a4242424242424242")
