@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import audit, dead_letters, payment_methods, payments, problems, refunds, sandbox, webhooks
+from api import audit, dead_letters, disputes, payment_methods, payments, problems, refunds, sandbox, webhooks
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
 from api.problems import problem_response
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payment_methods.router)
     app.include_router(audit.router)
     app.include_router(refunds.router)
+    app.include_router(disputes.router)
     app.include_router(dead_letters.router)
     app.include_router(webhooks.router)
     if settings.provider == "sandbox":

@@ -9,6 +9,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from api import audit
 from api.auth import Principal, authenticate
 from api.problems import Problem
 from paysaga.db import tenant_tx
@@ -48,6 +49,7 @@ async def replay(dlq_id: str, request: Request, who: Auth) -> dict[str, Any]:
     if row is None:
         raise Problem(404, "dead-letter-not-found", "Dead letter not found", f"No dead letter {dlq_id}.")
     result = await replay_dead_letter(request.app.state.temporal, row["workflow_id"], dlq_id, f"api:{who.key_id}")
+    await audit.record_tx(request, who, "dead_letter.replay", "dead_letter", dlq_id, row["workflow_id"])
     return {"id": result.dlq_id, "object": "dead_letter", "status": result.status}
 
 

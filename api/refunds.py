@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import payment_store, refund_store
-from api import idempotency
+from api import audit, idempotency
 from api.auth import Principal, authenticate
 from api.problems import Problem
 from api.schemas import RefundCreate, refund_json
@@ -86,6 +86,8 @@ async def create_refund(
         raise
     payload = refund_json(view)
     await idempotency.complete(pool, who.tenant_id, key, 201, payload)
+    await audit.record_tx(request, who, "refund.create", "refund", view.id, view.workflow_id,
+                          payment_id=payment_id, amount_micros=view.amount_micros, currency=view.currency)
     return JSONResponse(payload, status_code=201)
 
 

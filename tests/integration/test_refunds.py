@@ -142,3 +142,11 @@ async def test_database_refuses_over_refund_and_terminal_changes(stack: Stack, t
             await conn.execute("UPDATE paysaga.refunds SET status = 'failed' WHERE refund_id = $1", body["id"])
         with pytest.raises(asyncpg.CheckViolationError, match="append-only"):
             await conn.execute("DELETE FROM paysaga.refund_events WHERE refund_id = $1", body["id"])
+
+
+async def test_refunds_are_audited(stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        payment = await completed_payment(http, "3.00")
+        body = (await refund(http, payment["id"], "1.00")).json()
+        events = (await http.get("/v1/audit", params={"action": "refund.create"})).json()["data"]
+    assert [(e["resource_id"], e["correlation_id"]) for e in events] == [(body["id"], body["workflow_id"])]
