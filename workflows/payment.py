@@ -116,6 +116,8 @@ class PaymentWorkflow:
             self._cancel = req
         await workflow.wait_condition(lambda: self._terminal)
         assert self._view is not None
+        if self._view.status != PaymentStatus.CANCELED:  # it reached the provider before the cancel could act
+            raise ApplicationError(f"the payment is {self._view.status.value}", type="NotCancelable")
         return self._view
 
     @cancel.validator
@@ -176,8 +178,12 @@ class PaymentWorkflow:
         except (ActivityError, ApplicationError) as err:
             workflow.logger.error("payment saga failed; compensating", extra={"error": str(err.cause or err)})
             for fn, arg in reversed(compensations):
-                await self._provider_call(fn, arg)
-            await self._fail_after_error(str(err.cause or err))
+                undone: IntentOutcome | None = await self._provider_call(fn, arg)
+                if undone is not None and undone.status in ("succeeded", "declined") and not self._terminal:
+                    # Too late to undo (it succeeded, or failed, meanwhile): record what really happened.
+                    await self._apply_intent_status(undone.status, undone, source="compensation")
+            if not self._terminal:
+                await self._fail_after_error(str(err.cause or err))
         return self._view
 
     async def _submit(self, req: IntentRequest) -> None:
@@ -208,8 +214,9 @@ class PaymentWorkflow:
             else:
                 wait = timedelta(seconds=inp.webhook_wait_seconds)
             try:
-                await workflow.wait_condition(lambda: bool(self._events) or self._cancel is not None,
-                                              timeout=wait)
+                # A cancel only wakes the loop while it can act on it (pending): admitted earlier, when the payment
+                # was still `created`, it must not spin the loop once the payment went on to `processing`.
+                await workflow.wait_condition(lambda: bool(self._events) or self._cancel_actionable, timeout=wait)
             except TimeoutError:
                 if pending and workflow.now() - started >= timedelta(seconds=inp.three_ds_timeout_seconds):
                     await self._abandon(req, "authentication_abandoned")
@@ -218,7 +225,7 @@ class PaymentWorkflow:
                     raise ApplicationError("no settlement in time", type="SettlementTimeout") from None
                 await self._poll()  # no webhook in time: ask the provider
                 continue
-            if self._cancel is not None and self._view.status == PaymentStatus.PENDING:
+            if self._cancel_actionable:
                 await self._abandon(req, self._cancel.reason)
                 return
             while self._events and not self._terminal:
@@ -244,7 +251,16 @@ class PaymentWorkflow:
     async def _poll(self) -> None:
         if not self._intent or not self._intent.intent_id:
             return
-        outcome: IntentOutcome = await self._provider_call(PaymentActivities.get_intent, self._intent.intent_id)
+        assert self._inp is not None
+        try:  # a poll is a fallback: if the provider cannot answer now, the loop simply polls again later
+            outcome: IntentOutcome = await workflow.execute_activity(
+                PaymentActivities.get_intent, self._intent.intent_id,
+                start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
+                retry_policy=PROVIDER_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("poll failed; will poll again", extra={"error": str(err.cause or err)})
+            return
         await self._apply_intent_status(outcome.status, outcome, source="poll")
 
     async def _apply_intent_status(self, status: str, outcome: IntentOutcome, *, source: str) -> None:
@@ -264,7 +280,11 @@ class PaymentWorkflow:
         )
 
     async def _abandon(self, req: IntentRequest, reason: str) -> None:
-        await self._provider_call(PaymentActivities.cancel_intent, req)
+        outcome: IntentOutcome | None = await self._provider_call(PaymentActivities.cancel_intent, req)
+        if outcome is not None and outcome.status in ("succeeded", "declined", "processing"):
+            # Too late to cancel: the customer finished 3-D Secure just before. Record what really happened.
+            await self._apply_intent_status(outcome.status, outcome, source="cancel_intent")
+            return  # settled now, or processing: then the loop waits for the outcome as usual
         await self._transition("mark_canceled", reason=reason, clear_next_action=True)
 
     async def _fail_after_error(self, message: str) -> None:
@@ -275,6 +295,10 @@ class PaymentWorkflow:
             await self._transition("mark_failed", failure_code="internal_error", failure_message=message)
 
     # --- helpers --------------------------------------------------------------------------------------------
+    @property
+    def _cancel_actionable(self) -> bool:
+        return self._cancel is not None and self._view is not None and self._view.status == PaymentStatus.PENDING
+
     @property
     def _terminal(self) -> bool:
         return self._view is not None and self._view.status.is_terminal

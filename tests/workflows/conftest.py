@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -28,18 +30,38 @@ RECORD = os.environ.get("PAYSAGA_RECORD_HISTORIES") == "1"
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # the default download needs internet
 
 
-@pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_env() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
     )
     try:
-        # The test server rejects unknown custom search attributes at start / upsert: register ours.
-        # (ListSearchAttributes is unimplemented there, AddSearchAttributes works.)
+        # The test server rejects unknown custom search attributes at start ("search attribute PaymentStatus
+        # is not defined"): register ours. ListSearchAttributes is unimplemented there; AddSearchAttributes works.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
             namespace="default",
             search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in sa.ALL},
         ))
+    except BaseException:
+        await env.shutdown()
+        raise
+    return env
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """One test server for the session: each test has its own task queue and workflow id."""
+    env = await start_env()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def private_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of its own, for a test that leaves the server's clock stuck (see the deadlock test)."""
+    env = await start_env()
+    try:
         yield env
     finally:
         await env.shutdown()
@@ -56,6 +78,7 @@ class Saga:
         self.task_queue = f"payments-{uuid.uuid4().hex[:10]}"
         self.payment_id = f"pay_{uuid.uuid4().hex[:12]}"
         self.tenant_id = "11111111-1111-1111-1111-111111111111"
+        self.handles: list[WorkflowHandle[PaymentWorkflow, PaymentView]] = []
 
     @property
     def intent_id(self) -> str:
@@ -73,22 +96,35 @@ class Saga:
 
     async def start(self, **overrides: Any) -> WorkflowHandle[PaymentWorkflow, PaymentView]:
         inp = self.input(**overrides)
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             PaymentWorkflow.run, inp, id=payment_workflow_id(inp.tenant_id, inp.payment_id),
             task_queue=self.task_queue, search_attributes=start_search_attributes(inp),
         )
+        self.handles.append(handle)
+        return handle
+
+    async def terminate_leftovers(self) -> None:
+        """A run left behind on the shared server keeps its timers: when one fires, its task waits for a worker
+        that is gone. End such runs, so no test leaves work behind for the server's clock to trip on."""
+        for handle in self.handles:
+            with suppress(RPCError):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("test over")
 
     @asynccontextmanager
-    async def worker(self) -> AsyncIterator[Worker]:
+    async def worker(self, timeout: float = 30) -> AsyncIterator[Worker]:
+        """A worker for this payment's task queue; the block fails (rather than hangs) after `timeout` s."""
         acts = FakeActivities(self.ledger, self.provider)
         async with Worker(self.client, task_queue=self.task_queue, workflows=[PaymentWorkflow],
-                          activities=acts.all()) as worker:
+                          activities=acts.all()) as worker, asyncio.timeout(timeout):
             yield worker
 
 
 @pytest.fixture
-async def saga(env: WorkflowEnvironment) -> Saga:
-    return Saga(env)
+async def saga(env: WorkflowEnvironment) -> AsyncIterator[Saga]:
+    saga = Saga(env)
+    yield saga
+    await saga.terminate_leftovers()
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], case: str) -> None:

@@ -17,10 +17,12 @@ from activities.payments import INVALID_TRANSITION
 from domain.money import Money
 from domain.payment import InvalidTransition, Payment, PaymentStatus
 from workflows.contracts import (
+    DeadLetter,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
     PaymentView,
+    ReplayRequest,
     RiskRequest,
     RiskResult,
     TransitionRequest,
@@ -33,6 +35,7 @@ AUTO = "auto"  # Answer.intent_id: let the fake provider name the intent
 # --- the fake payment row -----------------------------------------------------------------------------------
 @dataclass
 class Recorded:
+    seq: int
     transition: str
     old: PaymentStatus | None
     new: PaymentStatus
@@ -51,7 +54,8 @@ class FakeLedger:
         self.risk_score: int | None = None
         self.risk_reasons: list[str] | None = None
         self.created_at = self.updated_at = datetime.now(UTC)
-        self.mark_processing_gate: asyncio.Event | None = None
+        self.dead_letters: dict[str, str] = {}  # dlq_id → open | replayed | expired
+        self.dead_letter_steps: dict[str, str] = {}  # dlq_id → the step that failed
 
     @property
     def transitions(self) -> list[str]:
@@ -71,7 +75,7 @@ class FakeLedger:
             provider_intent_id=p.provider_intent_id, attempt=1, failure_code=p.failure_code,
             failure_message=p.failure_message, next_action=self.next_action, risk_score=self.risk_score,
             risk_reasons=self.risk_reasons, workflow_id=payment_workflow_id(inp.tenant_id, inp.payment_id),
-            created_at=self.created_at, updated_at=self.updated_at,
+            event_seq=p.event_seq, created_at=self.created_at, updated_at=self.updated_at,
         )
 
     def record_payment(self, inp: PaymentInput, actor: str) -> PaymentView:
@@ -81,7 +85,7 @@ class FakeLedger:
                 payment_id=inp.payment_id, tenant_id=inp.tenant_id, customer_id=inp.customer_id,
                 payment_method_id=inp.payment_method_id, amount=Money(inp.amount_micros, inp.currency),
             )
-            self.events.append(Recorded(event.transition, event.old_status, event.new_status, actor))
+            self.events.append(Recorded(event.seq, event.transition, event.old_status, event.new_status, actor))
         return self.view()
 
     def assess_risk(self, req: RiskRequest) -> RiskResult:
@@ -103,7 +107,12 @@ class FakeLedger:
             kwargs["reason"] = req.reason or "canceled"
         if req.transition == "reconcile":
             kwargs["outcome"] = req.outcome
-        if self.events and self.events[-1].transition == req.transition:  # a retried, already-applied step
+            if req.outcome == PaymentStatus.FAILED:
+                kwargs.update(code=req.failure_code or "declined", message=req.failure_message or "")
+        # A retried (or re-run) transition whose first try committed is answered, not applied again.
+        seq = p.event_seq if req.expected_seq is None else min(req.expected_seq + 1, p.event_seq)
+        done = self.events[seq - 1].transition if seq >= 1 else None
+        if done == req.transition and (req.expected_seq is None or p.event_seq > req.expected_seq):
             return self.view()
         old = p.status
         try:
@@ -113,8 +122,18 @@ class FakeLedger:
         if req.next_action is not None or req.clear_next_action:
             self.next_action = req.next_action
         self.updated_at = datetime.now(UTC)
-        self.events.append(Recorded(event.transition, old, event.new_status, req.actor))
+        self.events.append(Recorded(event.seq, event.transition, old, event.new_status, req.actor))
         return self.view()
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        self.dead_letters.setdefault(letter.dlq_id, "open")  # ON CONFLICT DO NOTHING
+        self.dead_letter_steps.setdefault(letter.dlq_id, letter.step)
+
+    def resolve_dead_letter(self, req: ReplayRequest, status: str) -> bool:
+        if self.dead_letters.get(req.dlq_id) != "open":  # status guard: open → replayed | expired, once
+            return False
+        self.dead_letters[req.dlq_id] = status
+        return True
 
 
 # --- the fake provider --------------------------------------------------------------------------------------
@@ -156,6 +175,7 @@ class FakeProvider:
     on_cancel: Callable[[IntentOutcome], None] | None = None  # runs before cancel looks at the intent
     get_started: asyncio.Event = field(default_factory=asyncio.Event)
     get_gate: asyncio.Event | None = None  # when set, get_intent waits for it
+    get_error: BaseException | None = None  # when set, get_intent raises it (the provider's API is down)
 
     intents: dict[tuple[str, int], IntentOutcome] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -197,6 +217,8 @@ class FakeProvider:
         self.get_started.set()
         if self.get_gate is not None:
             await self.get_gate.wait()
+        if self.get_error is not None:
+            raise self.get_error
         intent = self._by_id(intent_id)
         status = self.retrieve_script.pop(0) if self.retrieve_script else self.retrieve_default
         if status is not None:
@@ -234,6 +256,18 @@ class FakeActivities:
     async def transition(self, req: TransitionRequest) -> PaymentView:
         return self.ledger.transition(req)
 
+    @activity.defn(name="record_dead_letter")
+    async def record_dead_letter(self, letter: DeadLetter) -> None:
+        self.ledger.record_dead_letter(letter)
+
+    @activity.defn(name="claim_dead_letter")
+    async def claim_dead_letter(self, req: ReplayRequest) -> bool:
+        return self.ledger.resolve_dead_letter(req, "replayed")
+
+    @activity.defn(name="expire_dead_letter")
+    async def expire_dead_letter(self, req: ReplayRequest) -> bool:
+        return self.ledger.resolve_dead_letter(req, "expired")
+
     @activity.defn(name="create_intent")
     async def create_intent(self, req: IntentRequest) -> IntentOutcome:
         return await self.provider.create_intent(req)
@@ -247,5 +281,6 @@ class FakeActivities:
         return await self.provider.cancel_intent(req)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_payment, self.assess_risk, self.transition, self.create_intent, self.get_intent,
+        return [self.record_payment, self.assess_risk, self.transition, self.record_dead_letter,
+                self.claim_dead_letter, self.expire_dead_letter, self.create_intent, self.get_intent,
                 self.cancel_intent]

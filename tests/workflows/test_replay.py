@@ -1,0 +1,38 @@
+"""Replay every recorded PaymentWorkflow history against today's workflow code: a change that would break
+running payments (non-determinism) fails here, before it reaches a worker.
+
+Histories are recorded by the workflow tests: `PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows`.
+Re-record only when a change is deliberately incompatible (and then version it with workflow.patched()).
+Keep histories of older code under their own names (payment_compensation_pre_dead_letter.json predates the
+`dead-letter-v1` patch): they prove runs started before a patch still replay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.payment import PaymentWorkflow
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+FILES = sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert len(FILES) >= 4, f"expected recorded histories in {HISTORIES}; record them with PAYSAGA_RECORD_HISTORIES=1"
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+async def test_replay(path: Path) -> None:
+    history = load(path)
+    replayer = Replayer(workflows=[PaymentWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
