@@ -13,20 +13,27 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
+from activities.ai_client import BuiltinScorer
+from activities.disputes import DisputeActivities
+from activities.notifications import NotificationActivities, build_notifier
 from activities.payments import PaymentActivities
 from activities.providers import build_provider
 from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
+from activities.risk_report import RiskReportActivities
+from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
 from paysaga.settings import Settings
+from workflows.dispute import DisputeWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.risk_report import RiskBiasReportWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
-WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow]
+WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow]
 
 
 async def connect_client(settings: Settings, *, metrics_port: int | None = None) -> Client:
@@ -57,19 +64,26 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         provider = build_provider(settings, pool)
         if hasattr(provider, "aclose"):
             stack.push_async_callback(provider.aclose)
-        acts = PaymentActivities(pool, provider, risk_limits(settings))
+        scorer = BuiltinScorer(FraudPolicy(require_3ds_at=settings.fraud_require_3ds_at,
+                                           review_at=settings.fraud_review_at))
+        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer)
         refunds = RefundActivities(pool, provider)
         reconcile = ReconcileActivities(pool, provider)
+        reports = RiskReportActivities(pool)
+        disputes = DisputeActivities(pool, provider)
+        notifications = NotificationActivities(build_notifier(settings, pool))
         worker = Worker(
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
-            activities=[acts.record_payment, acts.assess_risk, acts.transition, acts.create_intent,
+            activities=[acts.record_payment, acts.assess_risk, acts.score_fraud, acts.transition, acts.create_intent,
                         acts.get_intent, acts.cancel_intent, acts.record_dead_letter, acts.claim_dead_letter,
                         acts.expire_dead_letter,
                         refunds.record_refund, refunds.submit_refund, refunds.get_refund,
                         refunds.attach_provider_refund, refunds.settle_refund,
-                        reconcile.reconcile_stale_payments],
+                        reconcile.reconcile_stale_payments, reports.generate_bias_report,
+                        disputes.record_dispute, disputes.apply_dispute_change, disputes.submit_dispute_evidence,
+                        disputes.accept_dispute, disputes.get_dispute, notifications.send_notification],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),

@@ -13,7 +13,8 @@ from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
 
 PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_method_id, amount_micros,
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
-    failure_message, next_action, risk_score, risk_reasons, workflow_id, event_seq, created_at, updated_at"""
+    failure_message, next_action, risk_score, risk_reasons, fraud_score, fraud_action, fraud_reasons, workflow_id,
+    event_seq, created_at, updated_at"""
 
 
 def view_from_row(row: asyncpg.Record) -> PaymentView:

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import payment_store
+from activities.ai_client import AIClient, BuiltinScorer, gather_features, record_assessment
 from activities.providers.base import (
     CardDeclined,
     CreateIntent,
@@ -23,12 +24,14 @@ from activities.providers.base import (
     PaymentProvider,
     ProviderUnavailable,
 )
+from domain.fraud import FraudPolicy
 from domain.money import Money, RoundingMode
 from domain.payment import InvalidTransition
 from domain.risk import CustomerHistory, RiskLimits, assess
 from paysaga.db import tenant_tx
 from workflows.contracts import (
     DeadLetter,
+    FraudResult,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
@@ -47,10 +50,13 @@ INVALID_TRANSITION = "InvalidTransition"
 
 
 class PaymentActivities:
-    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits, ai: AIClient | None = None
+    ) -> None:
         self._pool = pool
         self._provider = provider
         self._limits = limits
+        self._ai: AIClient = ai or BuiltinScorer(FraudPolicy())
 
     # --- database steps (run as local activities: short, idempotent) --------------------------------------
     @activity.defn
@@ -80,6 +86,22 @@ class PaymentActivities:
             )
         return RiskResult(allowed=decision.allowed, score=decision.score, reasons=decision.reasons,
                           decline_code=decision.decline_code)
+
+    @activity.defn
+    async def score_fraud(self, req: RiskRequest) -> FraudResult | None:
+        """Advisory: read the facts, ask the AIClient, store the score once. Three steps, so a slow remote model
+        never holds a database connection."""
+        try:
+            async with tenant_tx(self._pool, req.tenant_id) as conn:
+                features = await gather_features(conn, req.payment_id)
+        except LookupError as exc:
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        assessment = await self._ai.score_payment(features)
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            stored = await record_assessment(conn, req.payment_id, assessment)
+        if stored is None:
+            return None
+        return FraudResult(score=stored.score, action=stored.action, reasons=[r.code for r in stored.top_reasons])
 
     @activity.defn
     async def transition(self, req: TransitionRequest) -> PaymentView:
@@ -166,6 +188,7 @@ class PaymentActivities:
         create = CreateIntent(
             payment_id=req.payment_id, tenant_id=req.tenant_id, attempt=req.attempt, amount_minor=minor,
             currency=money.currency, payment_method=token, description=req.description,
+            request_three_d_secure=req.request_three_d_secure,
         )
         try:
             intent = await self._provider.create_and_confirm(create)

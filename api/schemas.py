@@ -59,6 +59,8 @@ def payment_json(view: PaymentView) -> dict[str, Any]:
         "provider_intent_id": view.provider_intent_id, "failure_code": view.failure_code,
         "failure_message": view.failure_message, "next_action": view.next_action,
         "risk": {"score": view.risk_score, "reasons": view.risk_reasons or []},
+        "fraud": {"score": view.fraud_score, "action": view.fraud_action,
+                  "reasons": (view.fraud_reasons or [])[:3]} if view.fraud_score is not None else None,
         "workflow_id": view.workflow_id,
         "created_at": view.created_at.isoformat(), "updated_at": view.updated_at.isoformat(),
     }

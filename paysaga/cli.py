@@ -18,6 +18,42 @@ from paysaga.settings import get_settings
 app = typer.Typer(help="paysaga: payments as durable Temporal workflows.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+risk_app = typer.Typer(help="Risk: the advisory fraud score's bias report.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+
+@risk_app.command("bias-report")
+def risk_bias_report(
+    quarter: Annotated[str | None, typer.Option(help="e.g. 2026Q4; default: the last full quarter")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    store: Annotated[bool, typer.Option(help="Also store it in paysaga.risk_reports")] = False,
+) -> None:
+    """Score distributions and outcomes by country, currency and card brand (run quarterly by a Schedule)."""
+    import json
+    from datetime import UTC, datetime
+
+    from activities.risk_report import build_bias_report, previous_quarter, render_table, store_report
+    from paysaga.db import create_pool
+
+    q = quarter or previous_quarter(datetime.now(UTC).date())
+
+    async def _run() -> dict:
+        pool = await create_pool(get_settings().database_url, max_size=2)
+        try:
+            report = await build_bias_report(pool, q)
+            if store:
+                await store_report(pool, report)
+            return report
+        finally:
+            await pool.close()
+
+    try:
+        report = asyncio.run(_run())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else render_table(report))
+
+
 dlq_app = typer.Typer(help="Dead letters: provider work whose retries ran out.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 

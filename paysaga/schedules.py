@@ -10,13 +10,16 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
 )
 
 from paysaga.settings import Settings
+from workflows import risk_report
 from workflows.contracts import ReconcileInput
 from workflows.reconcile import SCHEDULE_ID, ReconcileWorkflow
 
@@ -34,8 +37,19 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconcile_every_seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),  # one run at a time
     )
-    try:
-        await client.create_schedule(SCHEDULE_ID, reconcile)
-        log.info("schedule.created", schedule_id=SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-        pass
+    bias_report = Schedule(
+        action=ScheduleActionStartWorkflow(
+            risk_report.RiskBiasReportWorkflow.run, None, id="risk-bias-report-run", task_queue=settings.task_queue),
+        # 03:00 UTC on the first day of each quarter: the report of the quarter that just ended.
+        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
+            month=[ScheduleRange(1), ScheduleRange(4), ScheduleRange(7), ScheduleRange(10)],
+            day_of_month=[ScheduleRange(1)], hour=[ScheduleRange(3)], minute=[ScheduleRange(0)],
+            second=[ScheduleRange(0)])], time_zone_name="UTC"),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    for schedule_id, schedule in ((SCHEDULE_ID, reconcile), (risk_report.SCHEDULE_ID, bias_report)):
+        try:
+            await client.create_schedule(schedule_id, schedule)
+            log.info("schedule.created", schedule_id=schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     risk_velocity_window_seconds: int = 3600
     risk_velocity_max_payments: int = 20
 
+    # --- advisory fraud scoring (never declines) -------------------------------------------------------------
+    fraud_require_3ds_at: int = Field(default=40, description="Score from which 3-D Secure is requested")
+    fraud_review_at: int = Field(default=60, description="Score from which a payment is flagged for review")
+    fraud_model_timeout_seconds: float = Field(default=2.0, description="A remote model's time box")
+
     # --- API -----------------------------------------------------------------------------------------------
     idempotency_ttl_hours: int = 48
     idempotency_lease_seconds: int = 60
@@ -113,6 +118,21 @@ class Settings(BaseSettings):
         if explicit or self.provider != "sandbox":
             return explicit
         return [DEV_WEBHOOK_HMAC_SECRET]
+
+    # --- disputes (DisputeWorkflow, workflows/dispute.py) ---------------------------------------------------------
+    # Reminders to finance before a dispute's evidence deadline, in days before it (comma-separated), e.g. "7,3,1".
+    dispute_reminder_days: str = Field(default="7,3,1", description="Evidence reminders, days before the deadline")
+    # Once no more evidence can be added (submitted, or the deadline passed), the workflow waits for
+    # `charge.dispute.closed` and asks the provider this often in case the webhook never comes.
+    dispute_poll_seconds: float = Field(default=6 * 3600.0, description="Provider poll while awaiting the verdict")
+    # The sandbox's disputes (pm_card_createDispute) are due this long after they open.
+    sandbox_dispute_evidence_seconds: float = Field(default=10 * 86_400.0,
+                                                    description="Sandbox: evidence deadline of a new dispute")
+
+    @property
+    def dispute_reminder_offsets_seconds(self) -> list[float]:
+        return sorted((float(d) * 86_400.0 for d in self.dispute_reminder_days.split(",") if d.strip()),
+                      reverse=True)
 
 
 # A well-known secret: only ever used with the sandbox provider, never with a real one.

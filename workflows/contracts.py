@@ -60,6 +60,9 @@ class PaymentView(BaseModel):
     next_action: dict[str, Any] | None = None
     risk_score: int | None = None
     risk_reasons: list[str] | None = None
+    fraud_score: int | None = None
+    fraud_action: str | None = None
+    fraud_reasons: list[dict[str, Any]] | None = None
     workflow_id: str
     event_seq: int = 0  # how many lifecycle events the payment has: the optimistic-concurrency token
     created_at: datetime
@@ -124,6 +127,7 @@ class IntentRequest(BaseModel):
     amount_micros: int
     currency: str
     description: str | None = None
+    request_three_d_secure: bool = False  # asked for by the advisory fraud score
 
 
 class IntentOutcome(BaseModel):
@@ -250,3 +254,130 @@ class ReplayRequest(BaseModel):
 class ReplayResult(BaseModel):
     dlq_id: str
     status: str
+
+
+# --- disputes ---------------------------------------------------------------------------------------------------
+def dispute_workflow_id(tenant_id: str, dispute_id: str) -> str:
+    return f"dispute/{tenant_id}/{dispute_id}"
+
+
+DAY_SECONDS = 86_400.0
+
+
+class DisputeInput(BaseModel):
+    """The one input of DisputeWorkflow, built from the first webhook about the dispute."""
+
+    tenant_id: str
+    dispute_id: str
+    payment_id: str
+    provider: str
+    provider_dispute_id: str
+    amount_micros: int
+    currency: str
+    reason: str | None = None
+    provider_status: str = "needs_response"  # the provider's status in that first webhook
+    evidence_due_by: datetime | None = None
+    actor: str = "webhook"
+    # Timings travel with the input (not read from settings) so that a replay sees the values the run saw.
+    reminder_offsets_seconds: list[float] = Field(
+        default_factory=lambda: [7 * DAY_SECONDS, 3 * DAY_SECONDS, 1 * DAY_SECONDS])
+    poll_interval_seconds: float = 6 * 3600.0  # once no evidence can be added, ask the provider this often
+    provider_call_timeout_seconds: float = 30.0
+
+
+class DisputeView(BaseModel):
+    id: str
+    tenant_id: str
+    payment_id: str
+    provider: str
+    provider_dispute_id: str
+    amount_micros: int
+    currency: str
+    reason: str | None = None
+    status: str
+    evidence_due_by: datetime | None = None
+    funds_withdrawn_micros: int = 0
+    funds_reinstated_micros: int = 0
+    evidence: dict[str, str] = Field(default_factory=dict)
+    evidence_submitted_at: datetime | None = None
+    workflow_id: str
+    event_seq: int = 1
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+
+
+class DisputeEvent(BaseModel):
+    """A provider webhook about a dispute (`charge.dispute.*`); `event_id` de-duplicates inside the workflow."""
+
+    event_id: str
+    type: str
+    status: str | None = None  # the provider's dispute status in the event
+
+
+class EvidenceRequest(BaseModel):
+    """The `submit_evidence` update: `submit=False` stages the evidence at the provider without submitting it."""
+
+    request_id: str
+    evidence: dict[str, str]
+    submit: bool = True
+    actor: str = "api"
+
+
+class AcceptRequest(BaseModel):
+    request_id: str
+    actor: str = "api"
+
+
+class DisputeChange(BaseModel):
+    """One change to a dispute row (a lifecycle event + outbox message). Applied only if the row is still at
+    `expected_seq`, so a retried local activity whose first try committed changes nothing."""
+
+    tenant_id: str
+    dispute_id: str
+    expected_seq: int
+    status: str | None = None  # a new status, or None for a change that keeps it (evidence staged, funds)
+    event: str | None = None  # the lifecycle event's name when the status does not change
+    evidence: dict[str, str] | None = None
+    evidence_submitted: bool = False
+    funds_withdrawn_micros: int | None = None
+    funds_reinstated_micros: int | None = None
+    actor: str
+    correlation_id: str
+
+
+class SubmitDisputeEvidence(BaseModel):
+    provider_dispute_id: str
+    evidence: dict[str, str]
+    submit: bool = True
+    idempotency_key: str
+
+
+class ProviderDispute(BaseModel):
+    id: str
+    status: str  # the provider's dispute status
+
+
+class Notification(BaseModel):
+    """Something finance should hear about. `notification_id` is deterministic: a retried send is recognisable."""
+
+    notification_id: str
+    tenant_id: str
+    kind: str  # dispute.created | dispute.evidence_reminder | dispute.deadline_passed | dispute.closed
+    subject: str
+    dispute_id: str | None = None
+    payment_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- advisory fraud scoring ---------------------------------------------------------------------------------------
+class FraudResult(BaseModel):
+    """The advisory score the saga acts on: it may ask for 3-D Secure or flag for review, never decline."""
+
+    score: int
+    action: str  # allow | require_3ds | review
+    reasons: list[str] = Field(default_factory=list)  # top codes, most weight first
+
+    @property
+    def requires_3ds(self) -> bool:
+        return self.action in ("require_3ds", "review")

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RECONCILIATION_EVENT,
         CancelRequest,
         DeadLetter,
+        FraudResult,
         IntentOutcome,
         IntentRequest,
         PaymentInput,
@@ -162,6 +163,7 @@ class PaymentWorkflow:
             await self._transition("mark_failed", failure_code=risk.decline_code,
                                    failure_message=f"declined by risk rule {risk.decline_code}")
             return self._view
+        fraud = await self._score_fraud(inp) if workflow.patched("fraud-score-v1") else None
         if self._cancel is not None:
             await self._transition("mark_canceled", reason=self._cancel.reason)
             return self._view
@@ -169,7 +171,7 @@ class PaymentWorkflow:
         intent_req = IntentRequest(
             tenant_id=inp.tenant_id, payment_id=inp.payment_id, attempt=self._view.attempt,
             payment_method_id=inp.payment_method_id, amount_micros=inp.amount_micros, currency=inp.currency,
-            description=inp.description,
+            description=inp.description, request_three_d_secure=bool(fraud and fraud.requires_3ds),
         )
         compensations = [(PaymentActivities.cancel_intent, intent_req)]  # registered before the step it undoes
         try:
@@ -185,6 +187,21 @@ class PaymentWorkflow:
             if not self._terminal:
                 await self._fail_after_error(str(err.cause or err))
         return self._view
+
+    async def _score_fraud(self, inp: PaymentInput) -> FraudResult | None:
+        """Advisory scoring: a failure or an unavailable model never stops the payment."""
+        try:
+            fraud: FraudResult | None = await self._local(PaymentActivities.score_fraud, RiskRequest(
+                tenant_id=inp.tenant_id, payment_id=inp.payment_id, customer_id=inp.customer_id,
+                amount_micros=inp.amount_micros, currency=inp.currency,
+            ))
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure can surface as either
+            workflow.logger.warning("fraud scoring unavailable", extra={"error": str(err.cause or err)})
+            return None
+        if fraud is not None:
+            workflow.upsert_search_attributes([sa.FRAUD_SCORE.value_set(fraud.score),
+                                               sa.FRAUD_ACTION.value_set(fraud.action)])
+        return fraud
 
     async def _submit(self, req: IntentRequest) -> None:
         self._in_provider_call = True

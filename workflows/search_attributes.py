@@ -14,13 +14,22 @@ PAYMENT_ID = SearchAttributeKey.for_keyword("PaymentId")
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
 REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
+FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
+FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
 
-ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID)
+ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, FRAUD_SCORE, FRAUD_ACTION)
 
 
 def cli_flags() -> list[str]:
     """`--search-attribute Name=Keyword` flags for `temporal server start-dev`."""
     flags: list[str] = []
     for key in ALL:
-        flags += ["--search-attribute", f"{key.name}=Keyword"]
+        flags += ["--search-attribute", f"{key.name}={cli_type(key)}"]
     return flags
+
+
+def cli_type(key: SearchAttributeKey) -> str:
+    """The type name the Temporal CLI expects (Keyword, Int, …)."""
+    return {"KEYWORD": "Keyword", "INT": "Int", "KEYWORD_LIST": "KeywordList", "TEXT": "Text",
+            "BOOL": "Bool", "DOUBLE": "Double", "DATETIME": "Datetime"}[key.indexed_value_type.name.removeprefix(
+                "INDEXED_VALUE_TYPE_")]

@@ -35,6 +35,7 @@ class CreateIntent(BaseModel):
     customer_ref: str | None = None
     description: str | None = None
     return_url: str | None = None
+    request_three_d_secure: bool = False  # challenge the customer even if the card would not require it
 
     @property
     def idempotency_key(self) -> str:
@@ -120,3 +121,29 @@ class PaymentProvider(Protocol):
         """Brand, last4, expiry, fingerprint and country of a payment-method token. Raises ValueError for an
         unknown token, ProviderUnavailable when the provider cannot answer."""
         ...
+
+    # --- disputes (chargebacks): they arrive by webhook; these answer them ---------------------------------
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: dict[str, str], submit: bool, idempotency_key: str | None = None
+    ) -> DisputeResult:
+        """Attach evidence to a dispute; `submit=True` sends it to the issuer (no more changes after that).
+        Raises ValueError when the dispute no longer takes evidence (closed, already submitted)."""
+        ...
+
+    async def accept_dispute(self, dispute_id: str) -> DisputeResult:
+        """Concede the dispute (Stripe: close it): it becomes `lost`. Idempotent on a dispute already lost."""
+        ...
+
+    async def retrieve_dispute(self, dispute_id: str) -> DisputeResult: ...
+
+
+class DisputeResult(BaseModel):
+    """A provider's dispute, in Stripe's vocabulary (`status`: needs_response, under_review, won, lost, warning_…)."""
+
+    id: str
+    status: str
+    amount_minor: int
+    currency: str
+    reason: str | None = None
+    payment_intent: str | None = None
+    evidence_due_by: int | None = Field(default=None, description="unix seconds")

@@ -30,6 +30,7 @@ from activities.providers.base import (
     CardDeclined,
     CardDetails,
     CreateIntent,
+    DisputeResult,
     Intent,
     IntentStatus,
     ProviderUnavailable,
@@ -47,6 +48,7 @@ class TestCard:
     outcome: str  # "succeed" | "decline" | "authenticate"
     decline_code: str | None = None
     refund_fails: bool = False
+    creates_dispute: bool = False  # the payment succeeds, then the cardholder disputes it
 
 
 # Stripe's published test payment methods (docs: testing → "cards by brand", "declined payments", "3D Secure").
@@ -59,6 +61,7 @@ TEST_CARDS: dict[str, TestCard] = {
     "pm_card_jcb": TestCard("jcb", "0505", "succeed"),
     "pm_card_unionpay": TestCard("unionpay", "0005", "succeed"),
     "pm_card_refundFail": TestCard("visa", "5126", "succeed", refund_fails=True),
+    "pm_card_createDispute": TestCard("visa", "0259", "succeed", creates_dispute=True),
     "tok_visa": TestCard("visa", "4242", "succeed"),
     "tok_mastercard": TestCard("mastercard", "4444", "succeed"),
     "pm_card_chargeDeclined": TestCard("visa", "0002", "decline", "generic_decline"),
@@ -144,6 +147,8 @@ class SandboxProvider:
         )
         if existing is not None:  # an idempotent replay answers what the first request answered
             return self._replay(existing)
+        if req.request_three_d_secure and card.outcome == "succeed":  # asked to challenge: Stripe's `any`
+            card = TestCard(card.brand, card.last4, "authenticate", refund_fails=card.refund_fails)
         status, decline = {
             "succeed": (IntentStatus.PROCESSING, None),
             "decline": (IntentStatus.REQUIRES_PAYMENT_METHOD, card.decline_code),
@@ -333,6 +338,8 @@ class SandboxProvider:
         row = await self._transition(intent_id, {IntentStatus.PROCESSING}, IntentStatus.SUCCEEDED)
         if row is not None:
             self._deliver(["payment_intent.succeeded"], self._to_intent(row))
+            if TEST_CARDS.get(row["payment_method"], TEST_CARDS["pm_card_visa"]).creates_dispute:
+                await self._open_dispute(row)
         return row
 
     async def _settle_later(self, intent_id: str) -> None:
@@ -412,7 +419,124 @@ class SandboxProvider:
             next_action_url=next_url,
         )
 
+    # --- disputes (pm_card_createDispute) -------------------------------------------------------------------
+    # Stripe's test mode: a dispute opens after the payment succeeds (funds withdrawn), evidence whose
+    # `uncategorized_text` is "winning_evidence" wins it and "losing_evidence" loses it once the "issuer" has
+    # looked (after sandbox_settle_delay_ms); any other evidence stays under_review, as on Stripe. Closing
+    # (accepting) loses it at once; a dispute left without evidence past its `due_by` is lost when next read.
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: dict[str, str], submit: bool, idempotency_key: str | None = None
+    ) -> DisputeResult:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM sandbox.disputes WHERE dispute_id = $1 FOR UPDATE", dispute_id)
+            if row is None:
+                raise ValueError(f"No such dispute: '{dispute_id}'")
+            merged = {**_json(row["evidence"]), **evidence}
+            if row["status"] == "under_review" and submit and merged == _json(row["evidence"]):
+                return _dispute_result(row)  # a retried submission whose first try went through
+            overdue = row["evidence_due_by"].timestamp() <= time.time()
+            if row["status"] != "needs_response" or overdue:
+                raise ValueError(f"Dispute {dispute_id} is {row['status']}"
+                                 f"{' and past its evidence deadline' if overdue else ''}: it takes no evidence")
+            decisive = {"winning_evidence": "won", "losing_evidence": "lost"}
+            pending = decisive.get(merged.get("uncategorized_text", "")) if submit else None
+            row = await conn.fetchrow(
+                """UPDATE sandbox.disputes SET evidence = $2, status = $3, pending_outcome = $4,
+                       submission_count = submission_count + $5::int, updated_at = now()
+                   WHERE dispute_id = $1 RETURNING *""",
+                dispute_id, merged, "under_review" if submit else "needs_response", pending, int(submit))
+        self._post_events([self._dispute_event("charge.dispute.updated", row)])
+        if pending is not None:
+            self._spawn(self._settle_dispute_later(dispute_id))
+        return _dispute_result(row)
+
+    async def accept_dispute(self, dispute_id: str) -> DisputeResult:
+        row = await self._pool.fetchrow(
+            """UPDATE sandbox.disputes SET status = 'lost', pending_outcome = NULL, updated_at = now()
+               WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
+        if row is None:
+            current = await self._dispute_row(dispute_id)
+            if current["status"] == "lost":
+                return _dispute_result(current)  # closing twice is closing once
+            raise ValueError(f"Dispute {dispute_id} is {current['status']}: it cannot be closed")
+        self._post_events([self._dispute_event("charge.dispute.closed", row)])
+        return _dispute_result(row)
+
+    async def retrieve_dispute(self, dispute_id: str) -> DisputeResult:
+        row = await self._dispute_row(dispute_id)
+        due = row["updated_at"].timestamp() + self._settings.sandbox_settle_delay_ms / 1000
+        if row["status"] == "under_review" and row["pending_outcome"] and time.time() >= due:
+            row = await self._settle_dispute(dispute_id) or await self._dispute_row(dispute_id)
+        elif row["status"] == "needs_response" and row["evidence_due_by"].timestamp() <= time.time():
+            closed = await self._pool.fetchrow(
+                """UPDATE sandbox.disputes SET status = 'lost', updated_at = now()
+                   WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
+            if closed is not None:
+                self._post_events([self._dispute_event("charge.dispute.closed", closed)])
+            row = closed or await self._dispute_row(dispute_id)
+        return _dispute_result(row)
+
+    async def _dispute_row(self, dispute_id: str) -> asyncpg.Record:
+        row = await self._pool.fetchrow("SELECT * FROM sandbox.disputes WHERE dispute_id = $1", dispute_id)
+        if row is None:
+            raise ValueError(f"No such dispute: '{dispute_id}'")
+        return row
+
+    async def _open_dispute(self, intent: asyncpg.Record) -> None:
+        """The cardholder disputes a succeeded payment: one dispute per intent, announced after a short delay."""
+        row = await self._pool.fetchrow(
+            """INSERT INTO sandbox.disputes (dispute_id, tenant_id, intent_id, amount_minor, currency, reason, status,
+                   evidence_due_by)
+               VALUES ($1, $2, $3, $4, $5, 'fraudulent', 'needs_response', now() + make_interval(secs => $6))
+               ON CONFLICT (intent_id) DO NOTHING RETURNING *""",
+            f"dp_sbx_{secrets.token_hex(12)}", intent["tenant_id"], intent["intent_id"], intent["amount_minor"],
+            intent["currency"], float(self._settings.sandbox_dispute_evidence_seconds),
+        )
+        if row is not None:
+            self._spawn(self._announce_dispute(row))
+
+    async def _announce_dispute(self, row: asyncpg.Record) -> None:
+        await asyncio.sleep(self._settings.sandbox_settle_delay_ms / 1000)
+        self._post_events([self._dispute_event("charge.dispute.created", row),
+                           self._dispute_event("charge.dispute.funds_withdrawn", row)])
+
+    async def _settle_dispute_later(self, dispute_id: str) -> None:
+        await asyncio.sleep(self._settings.sandbox_settle_delay_ms / 1000)
+        await self._settle_dispute(dispute_id)
+
+    async def _settle_dispute(self, dispute_id: str) -> asyncpg.Record | None:
+        row = await self._pool.fetchrow(
+            """UPDATE sandbox.disputes SET status = pending_outcome, updated_at = now()
+               WHERE dispute_id = $1 AND status = 'under_review' AND pending_outcome IS NOT NULL RETURNING *""",
+            dispute_id)
+        if row is not None:
+            won = ["charge.dispute.funds_reinstated"] if row["status"] == "won" else []
+            self._post_events([self._dispute_event(t, row) for t in [*won, "charge.dispute.closed"]])
+        return row
+
+    def _dispute_event(self, event_type: str, row: asyncpg.Record) -> dict[str, Any]:
+        evidence = _json(row["evidence"])
+        return self._envelope(event_type, {
+            "id": row["dispute_id"], "object": "dispute", "amount": row["amount_minor"],
+            "currency": row["currency"].lower(), "payment_intent": row["intent_id"],
+            "charge": "ch_sbx_" + row["intent_id"].removeprefix("pi_sbx_"), "reason": row["reason"],
+            "status": row["status"], "evidence": evidence, "is_charge_refundable": False, "livemode": False,
+            "created": int(row["created_at"].timestamp()), "metadata": {},
+            "evidence_details": {"due_by": int(row["evidence_due_by"].timestamp()), "has_evidence": bool(evidence),
+                                 "past_due": row["evidence_due_by"].timestamp() <= time.time(),
+                                 "submission_count": row["submission_count"]},
+        })
 
 def _refund_result(row: asyncpg.Record) -> RefundResult:
     return RefundResult(id=row["refund_id"], status=row["status"], amount_minor=row["amount_minor"],
                         failure_reason=row["failure_reason"])
+
+
+def _dispute_result(row: asyncpg.Record) -> DisputeResult:
+    return DisputeResult(id=row["dispute_id"], status=row["status"], amount_minor=row["amount_minor"],
+                         currency=row["currency"], reason=row["reason"], payment_intent=row["intent_id"],
+                         evidence_due_by=int(row["evidence_due_by"].timestamp()))
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else json.loads(value or "{}")

@@ -24,6 +24,7 @@ from activities.providers.base import (
     CardDeclined,
     CardDetails,
     CreateIntent,
+    DisputeResult,
     Intent,
     IntentStatus,
     ProviderUnavailable,
@@ -103,6 +104,8 @@ class StripeProvider:
             params["description"] = req.description
         if req.return_url is not None:
             params["return_url"] = req.return_url
+        if req.request_three_d_secure:  # the advisory fraud score asked for a challenge
+            params["payment_method_options"] = {"card": {"request_three_d_secure": "any"}}
         try:
             pi = await self._pi.create_async(
                 params=params,  # type: ignore[arg-type]
@@ -234,6 +237,47 @@ class StripeProvider:
         )
 
 
+    # --- disputes ---------------------------------------------------------------------------------------------
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: dict[str, str], submit: bool, idempotency_key: str | None = None
+    ) -> DisputeResult:
+        try:
+            dispute = await self._client.v1.disputes.update_async(
+                dispute_id, params={"evidence": evidence, "submit": submit},  # type: ignore[arg-type, typeddict-item]
+                options={"idempotency_key": idempotency_key} if idempotency_key else {},
+            )
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_dispute(dispute.to_dict())
+
+    async def accept_dispute(self, dispute_id: str) -> DisputeResult:
+        try:
+            dispute = await self._client.v1.disputes.close_async(dispute_id)
+        except stripe.InvalidRequestError as err:
+            current = await self.retrieve_dispute(dispute_id)  # closing a closed (lost) dispute: the answer
+            if current.status == "lost":
+                return current
+            _translate(err)
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_dispute(dispute.to_dict())
+
+    async def retrieve_dispute(self, dispute_id: str) -> DisputeResult:
+        try:
+            return _to_dispute((await self._client.v1.disputes.retrieve_async(dispute_id)).to_dict())
+        except stripe.StripeError as err:
+            _translate(err)
+
 def _to_refund(refund: Any) -> RefundResult:
     return RefundResult(id=refund.id, status=str(refund.status), amount_minor=refund.amount,
                         failure_reason=getattr(refund, "failure_reason", None))
+
+
+def _to_dispute(d: dict[str, Any]) -> DisputeResult:
+    intent = d.get("payment_intent")
+    details = d.get("evidence_details") or {}
+    return DisputeResult(
+        id=d["id"], status=str(d["status"]), amount_minor=d["amount"], currency=str(d["currency"]).upper(),
+        reason=d.get("reason"), payment_intent=intent if isinstance(intent, str) else (intent or {}).get("id"),
+        evidence_due_by=details.get("due_by"),
+    )

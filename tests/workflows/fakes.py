@@ -18,6 +18,7 @@ from domain.money import Money
 from domain.payment import InvalidTransition, Payment, PaymentStatus
 from workflows.contracts import (
     DeadLetter,
+    FraudResult,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
@@ -87,6 +88,9 @@ class FakeLedger:
             )
             self.events.append(Recorded(event.seq, event.transition, event.old_status, event.new_status, actor))
         return self.view()
+
+    # The advisory score the next run gets (None: no score; an exception: the model is down).
+    fraud: FraudResult | Exception | None = None
 
     def assess_risk(self, req: RiskRequest) -> RiskResult:
         assert self.payment is not None
@@ -179,6 +183,7 @@ class FakeProvider:
 
     intents: dict[tuple[str, int], IntentOutcome] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    requests: list[IntentRequest] = field(default_factory=list)
     created: int = 0  # intents actually created at the provider
 
     def count(self, name: str) -> int:
@@ -201,6 +206,7 @@ class FakeProvider:
 
     async def create_intent(self, req: IntentRequest) -> IntentOutcome:
         self.calls.append("create_intent")
+        self.requests.append(req)
         existing = self.intents.get((req.payment_id, req.attempt))
         if existing is not None:  # find-before-create, like the real activity
             return existing.model_copy()
@@ -252,6 +258,12 @@ class FakeActivities:
     async def assess_risk(self, req: RiskRequest) -> RiskResult:
         return self.ledger.assess_risk(req)
 
+    @activity.defn(name="score_fraud")
+    async def score_fraud(self, req: RiskRequest) -> FraudResult | None:
+        if isinstance(self.ledger.fraud, Exception):
+            raise self.ledger.fraud
+        return self.ledger.fraud
+
     @activity.defn(name="transition")
     async def transition(self, req: TransitionRequest) -> PaymentView:
         return self.ledger.transition(req)
@@ -281,6 +293,6 @@ class FakeActivities:
         return await self.provider.cancel_intent(req)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_payment, self.assess_risk, self.transition, self.record_dead_letter,
+        return [self.record_payment, self.assess_risk, self.score_fraud, self.transition, self.record_dead_letter,
                 self.claim_dead_letter, self.expire_dead_letter, self.create_intent, self.get_intent,
                 self.cancel_intent]

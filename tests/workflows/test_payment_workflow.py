@@ -23,6 +23,7 @@ from workflows import search_attributes as sa
 from workflows.contracts import (
     RECONCILIATION_EVENT,
     CancelRequest,
+    FraudResult,
     IntentOutcome,
     PaymentView,
     ProviderEvent,
@@ -430,3 +431,30 @@ async def test_compensation_finds_the_intent_succeeded(saga: Saga) -> None:
     assert saga.provider.calls[-1] == "cancel_intent"
     assert saga.provider.intents[(saga.payment_id, 1)].status == "succeeded"  # the money moved ...
     assert result.status == S.COMPLETED  # ... today: failed / internal_error
+
+
+# --- advisory fraud scoring ---------------------------------------------------------------------------------------
+async def test_fraud_score_asks_for_3ds_and_never_declines(saga: Saga) -> None:
+    saga.ledger.fraud = FraudResult(score=75, action="review", reasons=["country_mismatch", "payment_method_first_use"])
+    async with saga.worker():
+        handle = await saga.start()
+        await handle.execute_update(PaymentWorkflow.submitted)
+        await handle.signal(PaymentWorkflow.provider_event, succeeded(saga))
+        result = await handle.result()
+        attrs = (await handle.describe()).typed_search_attributes
+
+    assert result.status == S.COMPLETED  # a high score is advice, not a decline
+    assert [r.request_three_d_secure for r in saga.provider.requests] == [True]
+    assert attrs.get(sa.FRAUD_SCORE) == 75 and attrs.get(sa.FRAUD_ACTION) == "review"
+
+
+async def test_fraud_model_failure_does_not_stop_the_payment(saga: Saga) -> None:
+    saga.ledger.fraud = ApplicationError("model down", type="InvalidRequest", non_retryable=True)
+    async with saga.worker():
+        handle = await saga.start()
+        await handle.execute_update(PaymentWorkflow.submitted)
+        await handle.signal(PaymentWorkflow.provider_event, succeeded(saga))
+        result = await handle.result()
+
+    assert result.status == S.COMPLETED
+    assert [r.request_three_d_secure for r in saga.provider.requests] == [False]

@@ -1,0 +1,60 @@
+"""Persistence of disputes: row, lifecycle event and outbox message in one transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from domain.payment import transition_id
+from workflows.contracts import DisputeView
+
+DISPUTE_COLUMNS = """dispute_id AS id, tenant_id::text, payment_id, provider, provider_dispute_id, amount_micros,
+    currency, reason, status, evidence_due_by, funds_withdrawn_micros, funds_reinstated_micros, evidence,
+    evidence_submitted_at, workflow_id, event_seq, created_at, updated_at, closed_at"""
+
+
+async def fetch_dispute(conn: asyncpg.Connection, dispute_id: str) -> DisputeView | None:
+    """By our id (dsp_…) or the provider's (dp_…, du_…)."""
+    row = await conn.fetchrow(
+        f"SELECT {DISPUTE_COLUMNS} FROM paysaga.disputes WHERE dispute_id = $1 OR provider_dispute_id = $1",
+        dispute_id)
+    return DisputeView.model_validate(dict(row)) if row else None
+
+
+async def list_disputes(conn: asyncpg.Connection, payment_id: str) -> list[DisputeView]:
+    rows = await conn.fetch(
+        f"SELECT {DISPUTE_COLUMNS} FROM paysaga.disputes WHERE payment_id = $1 ORDER BY created_at, dispute_id",
+        payment_id,
+    )
+    return [DisputeView.model_validate(dict(r)) for r in rows]
+
+
+async def record_dispute_event(
+    conn: asyncpg.Connection, view: DisputeView, seq: int, old: str | None, event: str, actor: str,
+    correlation_id: str, metadata: dict[str, Any],
+) -> None:
+    """`event` is the lifecycle event's name (`dispute.under_review`, `dispute.evidence_staged`, …); the outbox
+    message is `billing.<event>.v1`."""
+    # Dispute ids (dsp_…) never collide with payment or refund ids, so the scheme of transition ids is reused.
+    tid = transition_id(view.id, seq)
+    await conn.execute(
+        """INSERT INTO paysaga.dispute_events (transition_id, tenant_id, dispute_id, seq, type, old_status,
+               new_status, metadata, actor, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        tid, view.tenant_id, view.id, seq, event, old, view.status, metadata, actor, correlation_id,
+    )
+    await conn.execute(
+        """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
+           VALUES ($1, $2, $3, $4, $5)""",
+        view.tenant_id, tid, f"billing.{event}.v1", f"billing.{event}",
+        {"event_id": tid, "type": event, "old_status": old, "new_status": view.status,
+         "correlation_id": correlation_id, "metadata": metadata, "dispute": outbox_view(view)},
+    )
+
+
+def outbox_view(view: DisputeView) -> dict[str, Any]:
+    """The dispute as other systems see it: evidence is named, not copied (it may hold the customer's details)."""
+    body = json.loads(view.model_dump_json(exclude={"evidence"}))
+    body["evidence_fields"] = sorted(view.evidence)
+    return body

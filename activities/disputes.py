@@ -1,0 +1,148 @@
+"""Activities of the dispute saga. Database steps are idempotent (insert-if-absent; every change is applied only
+at the event_seq the workflow last saw); provider steps answer a dispute the provider opened, and are idempotent
+by the dispute's own state there (a submission or close that already went through is answered as it stands)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+
+import asyncpg
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import dispute_store
+from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
+from activities.providers.base import DisputeResult, PaymentProvider, ProviderUnavailable
+from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
+from paysaga.db import tenant_tx
+from workflows.contracts import (
+    DisputeChange,
+    DisputeInput,
+    DisputeView,
+    ProviderDispute,
+    SubmitDisputeEvidence,
+    dispute_workflow_id,
+)
+
+log = structlog.get_logger("paysaga.billing")
+
+
+class DisputeActivities:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider) -> None:
+        self._pool = pool
+        self._provider = provider
+
+    # --- database steps (local activities) ----------------------------------------------------------------
+    @activity.defn
+    async def record_dispute(self, inp: DisputeInput) -> DisputeView:
+        """The dispute as it opened: needs_response, the disputed amount withdrawn (an inquiry withdraws none)."""
+        async with tenant_tx(self._pool, inp.tenant_id) as conn:
+            existing = await dispute_store.fetch_dispute(conn, inp.dispute_id)
+            if existing is not None:
+                return existing
+            withdrawn = 0 if inp.provider_status.startswith("warning_") else inp.amount_micros
+            wf_id = dispute_workflow_id(inp.tenant_id, inp.dispute_id)
+            await conn.execute(
+                """INSERT INTO paysaga.disputes (dispute_id, tenant_id, payment_id, provider, provider_dispute_id,
+                       amount_micros, currency, reason, evidence_due_by, funds_withdrawn_micros, workflow_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                inp.dispute_id, inp.tenant_id, inp.payment_id, inp.provider, inp.provider_dispute_id,
+                inp.amount_micros, inp.currency, inp.reason, inp.evidence_due_by, withdrawn, wf_id,
+            )
+            view = await dispute_store.fetch_dispute(conn, inp.dispute_id)
+            assert view is not None
+            await dispute_store.record_dispute_event(
+                conn, view, 1, None, "dispute.created", inp.actor, wf_id,
+                {"reason": inp.reason, "amount_micros": inp.amount_micros, "funds_withdrawn_micros": withdrawn,
+                 "provider_dispute_id": inp.provider_dispute_id,
+                 "evidence_due_by": inp.evidence_due_by.isoformat() if inp.evidence_due_by else None})
+        log.info("billing.dispute.opened", dispute_id=view.id, payment_id=view.payment_id, tenant_id=view.tenant_id,
+                 provider_dispute_id=view.provider_dispute_id, amount_micros=view.amount_micros,
+                 currency=view.currency, reason=view.reason, correlation_id=wf_id)
+        return view
+
+    @activity.defn
+    async def apply_dispute_change(self, req: DisputeChange) -> DisputeView:
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            row = await conn.fetchrow(
+                "SELECT status, event_seq FROM paysaga.disputes WHERE dispute_id = $1 FOR UPDATE", req.dispute_id)
+            if row is None:
+                raise ApplicationError(f"dispute {req.dispute_id} not found", type=INVALID_REQUEST,
+                                       non_retryable=True)
+            if row["event_seq"] != req.expected_seq:  # a retried activity whose first try committed
+                view = await dispute_store.fetch_dispute(conn, req.dispute_id)
+                assert view is not None
+                return view
+            old = DisputeStatus(row["status"])
+            new = DisputeStatus(req.status) if req.status else old
+            try:
+                if new != old:
+                    check_transition(old, new)
+                elif old.is_terminal:
+                    raise InvalidDisputeTransition(f"dispute is {old}: terminal")
+            except InvalidDisputeTransition as exc:
+                raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
+            seq = row["event_seq"] + 1
+            await conn.execute(
+                """UPDATE paysaga.disputes SET status = $2, event_seq = $3, evidence = coalesce($4, evidence),
+                       evidence_submitted_at = CASE WHEN $5 THEN now() ELSE evidence_submitted_at END,
+                       funds_withdrawn_micros = coalesce($6, funds_withdrawn_micros),
+                       funds_reinstated_micros = coalesce($7, funds_reinstated_micros)
+                   WHERE dispute_id = $1""",
+                req.dispute_id, new.value, seq, req.evidence, req.evidence_submitted, req.funds_withdrawn_micros,
+                req.funds_reinstated_micros,
+            )
+            view = await dispute_store.fetch_dispute(conn, req.dispute_id)
+            assert view is not None
+            metadata: dict[str, object] = {}
+            if req.evidence is not None:
+                metadata["evidence_fields"] = sorted(req.evidence)
+            if req.funds_withdrawn_micros is not None:
+                metadata["funds_withdrawn_micros"] = req.funds_withdrawn_micros
+            if req.funds_reinstated_micros is not None:
+                metadata["funds_reinstated_micros"] = req.funds_reinstated_micros
+            await dispute_store.record_dispute_event(
+                conn, view, seq, old.value, req.event or f"dispute.{new.value}", req.actor, req.correlation_id,
+                metadata)
+        if new.is_terminal:
+            log.info("billing.execution.result", operation="dispute", dispute_id=view.id,
+                     payment_id=view.payment_id, tenant_id=view.tenant_id, status=view.status,
+                     amount_micros=view.amount_micros, currency=view.currency,
+                     funds_withdrawn_micros=view.funds_withdrawn_micros,
+                     funds_reinstated_micros=view.funds_reinstated_micros, correlation_id=req.correlation_id,
+                     duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000))
+        return view
+
+    # --- provider steps (regular activities, retried) -----------------------------------------------------
+    @activity.defn
+    async def submit_dispute_evidence(self, req: SubmitDisputeEvidence) -> ProviderDispute:
+        return await self._call("submit_dispute_evidence", req.provider_dispute_id,
+                                self._provider.submit_dispute_evidence(req.provider_dispute_id, req.evidence,
+                                                                       req.submit, req.idempotency_key))
+
+    @activity.defn
+    async def accept_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        return await self._call("accept_dispute", provider_dispute_id,
+                                self._provider.accept_dispute(provider_dispute_id))
+
+    @activity.defn
+    async def get_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        return await self._call("get_dispute", provider_dispute_id,
+                                self._provider.retrieve_dispute(provider_dispute_id))
+
+    async def _call(self, operation: str, provider_dispute_id: str,
+                    call: Awaitable[DisputeResult]) -> ProviderDispute:
+        started = time.perf_counter()
+        try:
+            result = await call
+        except ProviderUnavailable:
+            raise
+        except ValueError as exc:  # the provider refused: retrying cannot help
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        info = activity.info()
+        log.info("billing.rail.execution", operation=operation, provider=self._provider.name, status=result.status,
+                 provider_dispute_id=provider_dispute_id, correlation_id=info.workflow_id,
+                 activity_attempt=info.attempt, duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        return ProviderDispute(id=result.id, status=result.status)

@@ -1,0 +1,316 @@
+"""DisputeWorkflow: one durable saga per dispute (chargeback), started by the provider's first webhook about it.
+
+record (needs_response, funds withdrawn) → notify finance → until the dispute is over:
+  - reminders before the evidence deadline (e.g. 7, 3 and 1 days before it), each a notification;
+  - the `submit_evidence` update (finance, through the API): evidence to the provider → under_review;
+  - the `accept` update: the dispute is conceded at the provider → accepted (a loss);
+  - `provider_event` signals (`charge.dispute.*`, de-duplicated by event id): closed → won (funds reinstated) |
+    lost; funds_reinstated / funds_withdrawn are recorded as they come;
+  - once no evidence can be added (submitted, or the deadline passed with none: the provider closes it as lost),
+    wait for `charge.dispute.closed`, asking the provider every `poll_interval_seconds` in case it never comes
+→ notify the outcome.
+
+Every wait is a workflow timer, so a dispute that lasts weeks costs nothing while it waits, and the
+time-skipping test server runs those weeks in milliseconds. One change at a time: the updates and the main loop
+take the same lock, and every database change is applied at the event_seq the workflow last saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.disputes import DisputeActivities
+    from activities.notifications import NotificationActivities
+    from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
+    from domain.dispute import DisputeStatus, from_provider, moves, outcome
+    from domain.money import Money
+    from workflows.contracts import (
+        AcceptRequest,
+        DisputeChange,
+        DisputeEvent,
+        DisputeInput,
+        DisputeView,
+        EvidenceRequest,
+        Notification,
+        ProviderDispute,
+        SubmitDisputeEvidence,
+    )
+
+NON_RETRYABLE = [INVALID_REQUEST, INVALID_TRANSITION]
+DB_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10),
+                       non_retryable_error_types=NON_RETRYABLE)
+PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), maximum_attempts=8,
+                             non_retryable_error_types=NON_RETRYABLE)
+PROVIDER_SCHEDULE_TO_CLOSE = timedelta(hours=23)
+# Provider calls made for an update have a caller waiting on the other end of an HTTP request: fewer, faster tries.
+INTERACTIVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                                maximum_interval=timedelta(seconds=10), maximum_attempts=4,
+                                non_retryable_error_types=NON_RETRYABLE)
+INTERACTIVE_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                           maximum_interval=timedelta(minutes=5), maximum_attempts=20)
+
+CLOSED = "charge.dispute.closed"
+FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
+FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
+
+# ApplicationError types the updates answer with (api/disputes.py maps them to problems).
+NOT_ACCEPTING_EVIDENCE = "NotAcceptingEvidence"
+NOT_ACCEPTABLE = "NotAcceptable"
+PROVIDER_REFUSED = "ProviderRefused"
+PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+INVALID_EVIDENCE = "InvalidEvidence"
+
+
+@workflow.defn
+class DisputeWorkflow:
+    def __init__(self) -> None:
+        self._inp: DisputeInput | None = None
+        self._view: DisputeView | None = None
+        self._events: list[DisputeEvent] = []
+        self._seen: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._version = 0  # bumped on every change, so the main loop re-plans its timers
+        self._reminders: list[float] = []  # offsets (seconds before the deadline) still to remind at
+        self._deadline_passed = False
+
+    # --- messages -------------------------------------------------------------------------------------------
+    @workflow.signal
+    def provider_event(self, event: DisputeEvent) -> None:
+        if event.event_id in self._seen:  # webhooks arrive more than once; act on each id once
+            return
+        self._seen.add(event.event_id)
+        self._events.append(event)
+
+    @workflow.update
+    async def submit_evidence(self, req: EvidenceRequest) -> DisputeView:
+        async with self._lock:
+            self._check_takes_evidence()  # again: the dispute may have moved while this waited for the lock
+            assert self._inp is not None and self._view is not None
+            answer: ProviderDispute = await self._interactive(
+                DisputeActivities.submit_dispute_evidence, SubmitDisputeEvidence(
+                    provider_dispute_id=self._inp.provider_dispute_id, evidence=req.evidence, submit=req.submit,
+                    idempotency_key=f"{self._inp.dispute_id}:evidence:{req.request_id}"))
+            await self._change(
+                status=DisputeStatus.UNDER_REVIEW if req.submit else None,
+                event=None if req.submit else "dispute.evidence_staged",
+                evidence={**self._view.evidence, **req.evidence}, evidence_submitted=req.submit,
+                actor=req.actor)
+            await self._apply_provider_status(answer.status, "provider")
+        assert self._view is not None
+        return self._view
+
+    @submit_evidence.validator
+    def _validate_evidence(self, req: EvidenceRequest) -> None:
+        if not req.evidence:
+            raise ApplicationError("no evidence given", type=INVALID_EVIDENCE)
+        self._check_takes_evidence()
+
+    @workflow.update
+    async def accept(self, req: AcceptRequest) -> DisputeView:
+        async with self._lock:
+            self._check_acceptable()
+            assert self._inp is not None
+            answer: ProviderDispute = await self._interactive(DisputeActivities.accept_dispute,
+                                                              self._inp.provider_dispute_id)
+            if not self._final:
+                await self._change(status=DisputeStatus.ACCEPTED, actor=req.actor)
+            workflow.logger.info("dispute accepted", extra={"provider_status": answer.status})
+        assert self._view is not None
+        return self._view
+
+    @accept.validator
+    def _validate_accept(self, req: AcceptRequest) -> None:
+        self._check_acceptable()
+
+    @workflow.query
+    def status(self) -> DisputeView | None:
+        return self._view
+
+    # --- the saga -------------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: DisputeInput) -> DisputeView:
+        self._inp = inp
+        async with self._lock:
+            self._view = await self._local(DisputeActivities.record_dispute, inp)
+            if self._final:  # a re-run after the dispute was already closed (e.g. a reset)
+                return self._view
+            due = self._due
+            now = workflow.now()
+            self._reminders = sorted((o for o in inp.reminder_offsets_seconds
+                                      if due is not None and due - timedelta(seconds=o) > now), reverse=True)
+            await self._notify("dispute.created", "A payment was disputed", {
+                "reason": inp.reason, "evidence_due_by": due.isoformat() if due else None})
+        while not self._final:
+            async with self._lock:
+                while self._events and not self._final:
+                    await self._on_event(self._events.pop(0))
+            if self._final:
+                break
+            delay, action = self._next_wake()
+            if delay > timedelta(0):
+                version = self._version
+                try:
+                    await workflow.wait_condition(
+                        lambda v=version: bool(self._events) or self._version != v, timeout=delay)
+                    continue
+                except TimeoutError:
+                    pass
+            async with self._lock:
+                if not self._final and self._timer_still_applies(action):
+                    await self._on_timer(action)
+        async with self._lock:
+            await self._notify_outcome()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        assert self._view is not None
+        return self._view
+
+    def _next_wake(self) -> tuple[timedelta, str]:
+        """The next timer: a reminder, the evidence deadline, or (no evidence can be added) a provider poll."""
+        assert self._inp is not None and self._view is not None
+        due = self._due
+        if self._view.status == DisputeStatus.NEEDS_RESPONSE and due is not None and not self._deadline_passed:
+            now = workflow.now()
+            if self._reminders:
+                return due - timedelta(seconds=self._reminders[0]) - now, "reminder"
+            return due - now, "deadline"
+        return timedelta(seconds=self._inp.poll_interval_seconds), "poll"
+
+    def _timer_still_applies(self, action: str) -> bool:
+        """A timer's action still applies (the dispute may have moved while it waited for the lock)."""
+        return action == "poll" or (self._view is not None and self._view.status == DisputeStatus.NEEDS_RESPONSE)
+
+    async def _on_timer(self, action: str) -> None:
+        assert self._inp is not None and self._view is not None
+        due = self._due
+        if action == "reminder":
+            offset = self._reminders.pop(0)
+            await self._notify("dispute.evidence_reminder", "Dispute evidence is due soon", {
+                "evidence_due_by": due.isoformat() if due else None, "due_in_seconds": offset},
+                suffix=f"_{int(offset)}")
+        elif action == "deadline":
+            self._deadline_passed = True
+            await self._notify("dispute.deadline_passed", "The dispute's evidence deadline passed without evidence",
+                               {"evidence_due_by": due.isoformat() if due else None})
+        else:
+            try:
+                polled: ProviderDispute = await self._provider(DisputeActivities.get_dispute,
+                                                               self._inp.provider_dispute_id)
+            except ActivityError as err:  # keep waiting: the webhook, or the next poll, will tell
+                workflow.logger.warning("dispute poll failed", extra={"error": str(err.cause or err)})
+                return
+            await self._apply_provider_status(polled.status, "poll")
+
+    async def _on_event(self, event: DisputeEvent) -> None:
+        assert self._inp is not None and self._view is not None
+        actor = f"webhook:{event.event_id}"
+        if event.type == FUNDS_WITHDRAWN and self._view.funds_withdrawn_micros == 0:
+            await self._change(event="dispute.funds_withdrawn", funds_withdrawn_micros=self._inp.amount_micros,
+                               actor=actor)
+        elif event.type == FUNDS_REINSTATED and self._view.funds_reinstated_micros == 0:
+            await self._change(event="dispute.funds_reinstated", funds_reinstated_micros=self._reinstated,
+                               actor=actor)
+        if not self._final:
+            await self._apply_provider_status(event.status, actor)
+
+    async def _apply_provider_status(self, provider_status: str | None, actor: str) -> None:
+        """Move to what the provider says the dispute is, if that is a move (stale or repeated news is not)."""
+        assert self._view is not None
+        target = from_provider(provider_status)
+        if self._final or not moves(DisputeStatus(self._view.status), target):
+            return
+        reinstate = target == DisputeStatus.WON and self._view.funds_reinstated_micros == 0
+        await self._change(status=target, actor=actor,
+                           funds_reinstated_micros=self._reinstated if reinstate else None)
+
+    async def _notify_outcome(self) -> None:
+        assert self._view is not None
+        money = Money(self._view.amount_micros, self._view.currency)
+        await self._notify("dispute.closed", f"Dispute {outcome(DisputeStatus(self._view.status))}", {
+            "status": self._view.status, "outcome": outcome(DisputeStatus(self._view.status)),
+            "amount": money.to_decimal_string(),
+            "funds_reinstated_micros": self._view.funds_reinstated_micros})
+
+    # --- helpers --------------------------------------------------------------------------------------------
+    @property
+    def _final(self) -> bool:
+        return self._view is not None and DisputeStatus(self._view.status).is_terminal
+
+    @property
+    def _due(self) -> datetime | None:
+        return self._view.evidence_due_by if self._view is not None else None
+
+    @property
+    def _reinstated(self) -> int:
+        assert self._inp is not None and self._view is not None
+        return self._view.funds_withdrawn_micros or self._inp.amount_micros
+
+    def _check_takes_evidence(self) -> None:
+        if self._view is None or self._view.status != DisputeStatus.NEEDS_RESPONSE:
+            status = self._view.status if self._view else "not recorded yet"
+            raise ApplicationError(f"the dispute is {status}: it takes no more evidence", type=NOT_ACCEPTING_EVIDENCE)
+        due = self._due
+        if self._deadline_passed or (due is not None and workflow.now() >= due):
+            raise ApplicationError("the dispute's evidence deadline has passed", type=NOT_ACCEPTING_EVIDENCE)
+
+    def _check_acceptable(self) -> None:
+        if self._view is None or self._view.status != DisputeStatus.NEEDS_RESPONSE:
+            status = self._view.status if self._view else "not recorded yet"
+            raise ApplicationError(f"the dispute is {status}: only a dispute awaiting a response can be accepted",
+                                   type=NOT_ACCEPTABLE)
+
+    async def _change(self, *, actor: str, status: DisputeStatus | None = None, **fields: Any) -> None:
+        assert self._inp is not None and self._view is not None
+        self._view = await self._local(DisputeActivities.apply_dispute_change, DisputeChange(
+            tenant_id=self._inp.tenant_id, dispute_id=self._inp.dispute_id, expected_seq=self._view.event_seq,
+            status=status.value if status else None, actor=actor, correlation_id=workflow.info().workflow_id,
+            **{k: v for k, v in fields.items() if v is not None}))
+        self._version += 1
+
+    async def _notify(self, kind: str, subject: str, data: dict[str, Any], suffix: str = "") -> None:
+        """A notification must never stall the dispute: after its retries it is logged and skipped."""
+        assert self._inp is not None and self._view is not None
+        view = self._view
+        note = Notification(
+            notification_id=f"ntf_{view.id}_{kind.removeprefix('dispute.')}{suffix}", tenant_id=view.tenant_id,
+            kind=kind, subject=subject, dispute_id=view.id, payment_id=view.payment_id,
+            data={"status": view.status, "amount_micros": view.amount_micros, "currency": view.currency,
+                  "provider_dispute_id": view.provider_dispute_id, **data})
+        try:
+            await workflow.execute_activity(
+                NotificationActivities.send_notification, note, start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=6), retry_policy=NOTIFY_RETRY)
+        except ActivityError as err:
+            workflow.logger.error("dispute notification failed", extra={"kind": kind, "error": str(err.cause or err)})
+
+    async def _local(self, fn: Any, arg: Any) -> Any:
+        return await workflow.execute_local_activity(
+            fn, arg, start_to_close_timeout=timedelta(seconds=10), retry_policy=DB_RETRY)
+
+    async def _provider(self, fn: Any, arg: Any) -> Any:
+        assert self._inp is not None
+        return await workflow.execute_activity(
+            fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
+            schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=PROVIDER_RETRY)
+
+    async def _interactive(self, fn: Any, arg: Any) -> Any:
+        """A provider call for an update: its failure fails the update (a problem for the caller), not the run."""
+        assert self._inp is not None
+        try:
+            return await workflow.execute_activity(
+                fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
+                schedule_to_close_timeout=INTERACTIVE_SCHEDULE_TO_CLOSE, retry_policy=INTERACTIVE_RETRY)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == INVALID_REQUEST:
+                raise ApplicationError(cause.message, type=PROVIDER_REFUSED) from None
+            raise ApplicationError("the provider could not be reached; try again",
+                                   type=PROVIDER_UNAVAILABLE) from None
