@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.integration.webhook_helpers import post_event
+from tests.recording import record_history
 from tests.stack import Stack
 from workflows.contracts import DisputeView
 
@@ -77,6 +78,7 @@ async def test_winning_evidence_wins_and_reinstates_the_funds(stack: Stack, tena
         assert by_provider_id["id"] == dispute["id"]
 
     assert (await workflow_result(stack, dispute)).status == "won"
+    await record_history(stack.client.get_workflow_handle(dispute["workflow_id"]), "won", "dispute")
     events = await stack.admin_pool.fetch(
         "SELECT type, new_status FROM paysaga.dispute_events WHERE dispute_id = $1 ORDER BY seq", dispute["id"])
     types = [e["type"] for e in events]

@@ -13,6 +13,7 @@ import pytest
 
 from activities.risk_report import quarter_of
 from tests.integration.helpers import pay, wait_status
+from tests.recording import record_history
 from tests.stack import Stack
 from workflows import search_attributes as sa
 from workflows.risk_report import RiskBiasReportWorkflow
@@ -52,8 +53,10 @@ async def test_bias_report_workflow_and_cli(stack: Stack, tenant: tuple[str, str
         cid, pm = await customer(http, "DE")
         await pay(http, cid, pm, "5.00", "EUR")
     quarter = quarter_of(datetime.now(UTC).date())
-    report = await stack.client.execute_workflow(
+    handle = await stack.client.start_workflow(
         RiskBiasReportWorkflow.run, quarter, id=f"bias-{quarter}-{tenant[0][:8]}", task_queue=stack.settings.task_queue)
+    report = await handle.result()
+    await record_history(handle, "quarter", "risk_bias_report")
     segments = {(kind, seg["segment"]) for kind, rows in report["segments"].items() for seg in rows}
     assert ("currency", "EUR") in segments and ("country", "DE") in segments
     env = {**os.environ, "DATABASE_URL": stack.settings.database_url}

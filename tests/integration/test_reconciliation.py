@@ -9,6 +9,7 @@ import pytest
 
 from paysaga.schedules import ensure_schedules
 from tests.integration.helpers import customer_with_method, pay, wait_status
+from tests.recording import record_history
 from tests.stack import Stack
 from workflows import risk_report
 from workflows.contracts import ReconcileInput, ReconcileReport
@@ -18,9 +19,12 @@ pytestmark = pytest.mark.integration
 
 
 async def run_reconcile(stack: Stack, dry_run: bool) -> ReconcileReport:
-    return await stack.client.execute_workflow(
+    handle = await stack.client.start_workflow(
         ReconcileWorkflow.run, ReconcileInput(older_than_seconds=0, limit=500, dry_run=dry_run),
         id=f"reconcile-test-{uuid.uuid4().hex[:8]}", task_queue=stack.settings.task_queue, result_type=ReconcileReport)
+    report = await handle.result()
+    await record_history(handle, "dry_run" if dry_run else "run", "reconcile")
+    return report
 
 
 async def test_dropped_webhooks_are_reconciled(stack: Stack, tenant: tuple[str, str]) -> None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import customer_with_method, pay, wait_status
+from tests.recording import record_history
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -47,6 +48,7 @@ async def test_full_refund_settles_by_webhook(stack: Stack, tenant: tuple[str, s
         done = await wait_refund(http, body["id"], {"succeeded"})
         listed = (await http.get(f"/v1/payments/{payment['id']}/refunds")).json()
     assert done["workflow_id"] == f"refund/{tenant[0]}/{body['id']}"
+    await record_history(stack.client.get_workflow_handle(done["workflow_id"]), "full_by_webhook", "refund")
     assert listed["amount_refunded"] == "12.34" and listed["amount_refundable"] == "0.00"
     events = await stack.admin_pool.fetch(
         "SELECT new_status FROM paysaga.refund_events WHERE refund_id = $1 ORDER BY seq", body["id"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +24,6 @@ from workflows import search_attributes as sa
 from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
 from workflows.payment import PaymentWorkflow, start_search_attributes
 
-HISTORIES = Path(__file__).resolve().parent.parent / "histories"
-RECORD = os.environ.get("PAYSAGA_RECORD_HISTORIES") == "1"
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # the default download needs internet
 
 
@@ -127,10 +124,3 @@ async def saga(env: WorkflowEnvironment) -> AsyncIterator[Saga]:
     await saga.terminate_leftovers()
 
 
-async def record_history(handle: WorkflowHandle[Any, Any], case: str) -> None:
-    """With PAYSAGA_RECORD_HISTORIES=1, keep the run's history for the replay test."""
-    if not RECORD:
-        return
-    history = await handle.fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"payment_{case}.json").write_text(history.to_json() + "\n")

@@ -17,7 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.payments import PaymentActivities
 from domain.payment import PaymentStatus
-from tests.workflows.conftest import Saga, record_history
+from tests.recording import record_history
+from tests.workflows.conftest import Saga
 from tests.workflows.fakes import Answer, Fail, FakeActivities, LostResponse
 from workflows import search_attributes as sa
 from workflows.contracts import (

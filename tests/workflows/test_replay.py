@@ -1,7 +1,7 @@
-"""Replay every recorded PaymentWorkflow history against today's workflow code: a change that would break
-running payments (non-determinism) fails here, before it reaches a worker.
+"""Replay every recorded workflow history (each kind the worker runs) against today's workflow code: a change that
+would break running workflows (non-determinism) fails here, before it reaches a worker.
 
-Histories are recorded by the workflow tests: `PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows`.
+Histories are recorded by the tests (tests/recording.py): `PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests`.
 Re-record only when a change is deliberately incompatible (and then version it with workflow.patched()).
 Keep histories of older code under their own names (payment_compensation_pre_dead_letter.json predates the
 `dead-letter-v1` patch): they prove runs started before a patch still replay.
@@ -16,14 +16,16 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.payment import PaymentWorkflow
+from worker import WORKFLOWS
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 FILES = sorted(HISTORIES.glob("*.json"))
 
 
-def test_histories_are_recorded() -> None:
+def test_histories_are_recorded_for_every_workflow_kind() -> None:
     assert len(FILES) >= 4, f"expected recorded histories in {HISTORIES}; record them with PAYSAGA_RECORD_HISTORIES=1"
+    kinds = {load(p).events[0].workflow_execution_started_event_attributes.workflow_type.name for p in FILES}
+    assert kinds == {w.__name__ for w in WORKFLOWS}, f"histories cover {sorted(kinds)}"
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -33,6 +35,6 @@ def load(path: Path) -> WorkflowHistory:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 async def test_replay(path: Path) -> None:
     history = load(path)
-    replayer = Replayer(workflows=[PaymentWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
