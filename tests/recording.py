@@ -12,7 +12,8 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+ROOT = Path(__file__).resolve().parent.parent
+HISTORIES = ROOT / "tests" / "histories"
 RECORD = os.environ.get("PAYSAGA_RECORD_HISTORIES") == "1"
 
 
@@ -21,4 +22,6 @@ async def record_history(handle: WorkflowHandle[Any, Any], case: str, kind: str 
         return
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{kind}_{case}.json").write_text(history.to_json() + "\n")
+    # Failure stack traces name files by absolute path: keep machine paths out of the repository.
+    text = history.to_json().replace(str(ROOT) + "/", "").replace(str(Path.home()) + "/", "~/")
+    (HISTORIES / f"{kind}_{case}.json").write_text(text + "\n")
