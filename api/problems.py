@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 PROBLEM_BASE = "https://paysaga.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -69,6 +70,13 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _HTTP_SLUGS.get(exc.status_code, f"http-{exc.status_code}")
         return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_down(request: Request, exc: RPCError) -> JSONResponse:
+        # The workflow engine refused or could not be reached: the client may retry (same Idempotency-Key).
+        log.error("api.temporal_error", path=request.url.path, status=exc.status.name, message=exc.message)
+        return problem_response(503, "temporarily-unavailable", "Try again", "The workflow engine could not take "
+                                "the request; retry with the same Idempotency-Key.", request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -75,6 +75,9 @@ class Phase:
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
 
+    def count(self, what: str) -> None:
+        self.info[what] = self.info.get(what, 0) + 1
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -175,7 +178,16 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
         phase.error(f"payment_create: HTTP {resp.status_code} {_slug(resp)}")
         return None
     phase.add("payment_create", elapsed_ms(started))
-    return Sent(resp.json(), started)
+    payment = resp.json()
+    if payment["status"] == "pending" and payment.get("next_action"):
+        # The advisory fraud score asked for 3-D Secure (e.g. a burst from one customer): play the customer.
+        phase.count("three_ds_challenges")
+        url = payment["next_action"]["redirect_to_url"]["url"]
+        try:
+            await http.post(url.replace(str(http.base_url).rstrip("/"), ""), json={"outcome": "succeed"})
+        except httpx.HTTPError as exc:
+            phase.error(f"three_ds: {type(exc).__name__}")
+    return Sent(payment, started)
 
 
 def _slug(resp: httpx.Response) -> str:

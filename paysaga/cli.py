@@ -208,6 +208,7 @@ def dev(
 
     typer.echo("starting the Temporal dev server ...")
     temporal = devstack.start_temporal(temporal_port, ui_port, data / "temporal.db", data / "temporal.log")
+    asyncio.run(devstack.ensure_search_attributes(f"127.0.0.1:{temporal_port}"))
     key_file = data / "demo-api-key"
     if not key_file.exists():
         _, key = asyncio.run(create_tenant(admin_url, "demo", ["payments", "finance", "admin"]))

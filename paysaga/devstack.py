@@ -126,3 +126,20 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+async def ensure_search_attributes(address: str, namespace: str = "default") -> None:
+    """Register any search attribute of the registry the server does not know yet. `start-dev --search-attribute`
+    only applies to a fresh database file, so a stack restarted on older state (`.paysaga/temporal.db`) needs
+    the ones added since."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.client import Client
+
+    client = await Client.connect(address, namespace=namespace)
+    known = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+               for key in search_attributes.ALL if key.name not in known.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
