@@ -44,9 +44,7 @@ from workflows.contracts import (
 
 log = structlog.get_logger("paysaga.billing")
 
-# Error types the workflow's retry policies name as non-retryable.
-INVALID_REQUEST = "InvalidRequest"
-INVALID_TRANSITION = "InvalidTransition"
+from workflows.policies import INVALID_REQUEST, INVALID_TRANSITION  # noqa: E402 (the retry policies name them)
 
 
 class PaymentActivities:

@@ -28,7 +28,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.disputes import DisputeActivities
     from activities.notifications import NotificationActivities
-    from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
     from domain.dispute import DisputeStatus, from_provider, moves, outcome
     from domain.money import Money
     from workflows.contracts import (
@@ -42,14 +41,14 @@ with workflow.unsafe.imports_passed_through():
         ProviderDispute,
         SubmitDisputeEvidence,
     )
+    from workflows.policies import (
+        DB_RETRY,
+        INVALID_REQUEST,
+        NON_RETRYABLE,
+        PROVIDER_RETRY,
+        PROVIDER_SCHEDULE_TO_CLOSE,
+    )
 
-NON_RETRYABLE = [INVALID_REQUEST, INVALID_TRANSITION]
-DB_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10),
-                       non_retryable_error_types=NON_RETRYABLE)
-PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                             maximum_interval=timedelta(minutes=1), maximum_attempts=8,
-                             non_retryable_error_types=NON_RETRYABLE)
-PROVIDER_SCHEDULE_TO_CLOSE = timedelta(hours=23)
 # Provider calls made for an update have a caller waiting on the other end of an HTTP request: fewer, faster tries.
 INTERACTIVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                                 maximum_interval=timedelta(seconds=10), maximum_attempts=4,

@@ -17,7 +17,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import INVALID_REQUEST, INVALID_TRANSITION, PaymentActivities
+    from activities.payments import PaymentActivities
     from domain.payment import PaymentStatus
     from domain.reconciliation import decide
     from workflows import search_attributes as sa
@@ -37,15 +37,8 @@ with workflow.unsafe.imports_passed_through():
         RiskResult,
         TransitionRequest,
     )
+    from workflows.policies import DB_RETRY, NON_RETRYABLE, PROVIDER_RETRY, PROVIDER_SCHEDULE_TO_CLOSE
 
-NON_RETRYABLE = [INVALID_REQUEST, INVALID_TRANSITION]
-DB_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10),
-                       non_retryable_error_types=NON_RETRYABLE)
-PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                             maximum_interval=timedelta(minutes=1), maximum_attempts=8,
-                             non_retryable_error_types=NON_RETRYABLE)
-# Stripe keeps idempotency keys for 24 h: a money-moving call must never be retried past that.
-PROVIDER_SCHEDULE_TO_CLOSE = timedelta(hours=23)
 
 # Which saga transition a provider intent status implies, given where the payment stands.
 ON_INTENT: dict[tuple[PaymentStatus, str], str] = {

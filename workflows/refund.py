@@ -14,11 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
     from activities.refunds import RefundActivities
     from workflows.contracts import (
         ProviderRefund,
@@ -30,13 +28,8 @@ with workflow.unsafe.imports_passed_through():
         SettleRefund,
         SubmitRefund,
     )
+    from workflows.policies import DB_RETRY, PROVIDER_RETRY
 
-NON_RETRYABLE = [INVALID_REQUEST, INVALID_TRANSITION]
-DB_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10),
-                       non_retryable_error_types=NON_RETRYABLE)
-PROVIDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                             maximum_interval=timedelta(minutes=1), maximum_attempts=8,
-                             non_retryable_error_types=NON_RETRYABLE)
 FINAL = {"succeeded", "failed", "canceled"}
 
 

@@ -9,8 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import INVALID_REQUEST
     from activities.risk_report import RiskReportActivities, previous_quarter
+    from workflows.policies import INVALID_REQUEST
 
 SCHEDULE_ID = "paysaga-risk-bias-report"
 
