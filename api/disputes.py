@@ -295,7 +295,8 @@ async def _start_or_signal(request: Request, conn: Any, event: NormalizedEvent, 
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.TENANT_ID, tenant_id), SearchAttributePair(sa.PAYMENT_ID, payment_id)]),
+                SearchAttributePair(sa.TENANT_ID, tenant_id), SearchAttributePair(sa.PAYMENT_ID, payment_id),
+                SearchAttributePair(sa.DISPUTE_ID, dispute_id)]),
         )
     except WorkflowAlreadyStartedError:  # the dispute's workflow has finished: the dispute is over
         return "settled", {"received": True, "note": "dispute already closed"}

@@ -14,10 +14,12 @@ PAYMENT_ID = SearchAttributeKey.for_keyword("PaymentId")
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
 REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
+DISPUTE_ID = SearchAttributeKey.for_keyword("DisputeId")
 FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
 FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
 
-ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, FRAUD_SCORE, FRAUD_ACTION)
+ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, DISPUTE_ID, FRAUD_SCORE,
+       FRAUD_ACTION)
 
 
 def cli_flags() -> list[str]:

@@ -16,6 +16,7 @@ from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.integration.webhook_helpers import post_event
 from tests.recording import record_history
 from tests.stack import Stack
+from workflows import search_attributes as sa
 from workflows.contracts import DisputeView
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,8 @@ async def test_winning_evidence_wins_and_reinstates_the_funds(stack: Stack, tena
         assert by_provider_id["id"] == dispute["id"]
 
     assert (await workflow_result(stack, dispute)).status == "won"
+    described = await stack.client.get_workflow_handle(dispute["workflow_id"]).describe()
+    assert described.typed_search_attributes.get(sa.DISPUTE_ID) == dispute["id"]  # an SRE finds it by id
     await record_history(stack.client.get_workflow_handle(dispute["workflow_id"]), "won", "dispute")
     events = await stack.admin_pool.fetch(
         "SELECT type, new_status FROM paysaga.dispute_events WHERE dispute_id = $1 ORDER BY seq", dispute["id"])
