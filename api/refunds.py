@@ -138,19 +138,34 @@ async def list_payment_refunds(payment_id: str, request: Request, who: Auth) -> 
 
 @register_kind_handler("refund")
 async def on_refund_event(request: Request, event: NormalizedEvent) -> tuple[str, dict[str, Any]]:
-    """`refund.created|updated|failed` (and a generic rail's `refund.*`): signal the RefundWorkflow. Runs inside
-    the inbox transaction, so a failed signal rolls the inbox row back and the provider's retry is not lost."""
+    """`refund.created|updated|failed` (one refund) and `charge.refunded` (a charge listing its refunds): signal
+    each paysaga refund's RefundWorkflow. Runs inside the inbox transaction, so a failed signal rolls the inbox
+    row back and the provider's retry is not lost."""
     raw = event.raw or {}
-    refund_id = event.reference_id
-    if event.tenant_id is None or not refund_id or not refund_id.startswith("re_") or raw.get("object") != "refund":
+    if raw.get("object") == "refund":
+        refunds = [raw]
+    elif raw.get("object") == "charge" and isinstance(raw.get("refunds"), dict):
+        refunds = [r for r in raw["refunds"].get("data") or [] if isinstance(r, dict)]
+    else:
+        refunds = []
+    ours = [(r, (r.get("metadata") or {}).get("refund_id")) for r in refunds if isinstance(r.get("metadata"), dict)]
+    ours = [(r, rid) for r, rid in ours if isinstance(rid, str) and rid.startswith("re_")]
+    if event.tenant_id is None or not ours:
         return "ignored", {"received": True, "ignored": "not a paysaga refund event"}
-    signal = RefundEvent(event_id=event.event_id, status=str(raw.get("status") or ""),
-                         provider_refund_id=raw.get("id"), failure_reason=raw.get("failure_reason"))
-    handle = request.app.state.temporal.get_workflow_handle(refund_workflow_id(event.tenant_id, refund_id))
-    try:
-        await handle.signal(RefundWorkflow.provider_event, signal)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise Problem(503, "temporarily-unavailable", "Try again", "Could not reach the workflow.") from exc
+    outcome = "accepted"
+    for refund, refund_id in ours:
+        signal = RefundEvent(
+            # One event may carry several refunds (charge.refunded): each gets its own de-duplication id.
+            event_id=event.event_id if len(ours) == 1 else f"{event.event_id}:{refund.get('id')}",
+            status=str(refund.get("status") or ""), provider_refund_id=refund.get("id"),
+            failure_reason=refund.get("failure_reason"))
+        handle = request.app.state.temporal.get_workflow_handle(refund_workflow_id(event.tenant_id, refund_id))
+        try:
+            await handle.signal(RefundWorkflow.provider_event, signal)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise Problem(503, "temporarily-unavailable", "Try again", "Could not reach the workflow.") from exc
+            outcome = "settled" if len(ours) == 1 else outcome
+    if outcome == "settled":
         return "settled", {"received": True, "note": "refund already settled"}
     return "accepted", {"received": True}

@@ -152,3 +152,33 @@ async def test_refunds_are_audited(stack: Stack, tenant: tuple[str, str]) -> Non
         body = (await refund(http, payment["id"], "1.00")).json()
         events = (await http.get("/v1/audit", params={"action": "refund.create"})).json()["data"]
     assert [(e["resource_id"], e["correlation_id"]) for e in events] == [(body["id"], body["workflow_id"])]
+
+
+async def test_charge_refunded_webhook_settles_the_refund(stack: Stack, tenant: tuple[str, str]) -> None:
+    """Stripe's `charge.refunded` carries the charge with its refunds: each paysaga refund in it is settled."""
+    from tests.integration.webhook_helpers import post_event
+
+    s = stack.settings
+    async with stack.http(tenant[1]) as http:
+        payment = await completed_payment(http, "9.00")
+        s.sandbox_webhook_drop_rate, s.webhook_wait_seconds = 1.0, 3600.0  # no refund.* webhook, no poll
+        try:
+            body = (await refund(http, payment["id"], "2.00")).json()
+            await asyncio.sleep(0.5)  # the provider has settled it; nobody was told
+            assert (await http.get(f"/v1/refunds/{body['id']}")).json()["status"] == "pending"
+            event = {
+                "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "type": "charge.refunded",
+                "data": {"object": {
+                    "id": "ch_test", "object": "charge", "payment_intent": payment["provider_intent_id"],
+                    "metadata": {"tenant_id": tenant[0], "payment_id": payment["id"]},
+                    "refunds": {"object": "list", "data": [{
+                        "id": body["provider_refund_id"], "object": "refund", "status": "succeeded", "amount": 200,
+                        "metadata": {"tenant_id": tenant[0], "refund_id": body["id"], "payment_id": payment["id"]},
+                    }]},
+                }},
+            }
+            r = await post_event(stack, event)
+            assert r.status_code == 200 and r.json() == {"received": True}, r.text
+            await wait_refund(http, body["id"], {"succeeded"}, timeout=10)
+        finally:
+            s.sandbox_webhook_drop_rate, s.webhook_wait_seconds = 0.0, 3.0
