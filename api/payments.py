@@ -100,6 +100,8 @@ async def create_payment(
         settlement_timeout_seconds=settings.settlement_timeout_seconds,
         provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
         provider_max_attempts=settings.provider_max_attempts,
+        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
+        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
         dead_letter_hold_seconds=settings.dead_letter_hold_seconds,
     )
     try:

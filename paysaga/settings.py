@@ -71,7 +71,11 @@ class Settings(BaseSettings):
     settlement_timeout_seconds: float = Field(default=86_400.0, description="Give up polling after this")
     three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
     provider_call_timeout_seconds: float = Field(default=30.0, description="start_to_close of one provider call")
+    # The retry policy of the configured provider (rail): exponential backoff from `initial` doubling up to
+    # `max_interval`, `max_attempts` tries, then the dead-letter queue. Declines and validation errors never retry.
     provider_max_attempts: int = Field(default=8, ge=1, description="Tries of a provider call before dead-lettering")
+    provider_retry_initial_seconds: float = Field(default=1.0, gt=0)
+    provider_retry_max_interval_seconds: float = Field(default=60.0, gt=0)
     dead_letter_hold_seconds: float = Field(default=7 * 86_400.0, description="How long a dead letter awaits replay")
 
     # --- reconciliation (a Temporal Schedule) ---------------------------------------------------------------

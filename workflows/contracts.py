@@ -37,6 +37,8 @@ class PaymentInput(BaseModel):
     settlement_timeout_seconds: float = 86_400.0
     provider_call_timeout_seconds: float = 30.0
     provider_max_attempts: int = 8  # then the call goes to the dead-letter queue
+    provider_retry_initial_seconds: float = 1.0  # exponential backoff, doubling, per the provider's (rail's) policy
+    provider_retry_max_interval_seconds: float = 60.0
     dead_letter_hold_seconds: float = 7 * 86_400.0  # how long a dead letter waits for a replay
 
 

@@ -332,10 +332,11 @@ class PaymentWorkflow:
     async def _provider_call(self, fn: Any, arg: Any) -> Any:
         """A provider step with bounded retries; when they run out, a dead letter an operator can replay."""
         assert self._inp is not None
-        retry = RetryPolicy(
-            initial_interval=PROVIDER_RETRY.initial_interval, backoff_coefficient=PROVIDER_RETRY.backoff_coefficient,
-            maximum_interval=PROVIDER_RETRY.maximum_interval, maximum_attempts=self._inp.provider_max_attempts,
-            non_retryable_error_types=NON_RETRYABLE,
+        retry = RetryPolicy(  # the rail's policy, from settings through the input (see PaymentInput)
+            initial_interval=timedelta(seconds=self._inp.provider_retry_initial_seconds),
+            backoff_coefficient=PROVIDER_RETRY.backoff_coefficient,
+            maximum_interval=timedelta(seconds=self._inp.provider_retry_max_interval_seconds),
+            maximum_attempts=self._inp.provider_max_attempts, non_retryable_error_types=NON_RETRYABLE,
         )
         while True:
             try:
