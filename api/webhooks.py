@@ -148,10 +148,14 @@ async def _payment_event(request: Request, event: NormalizedEvent) -> tuple[str,
     if event.tenant_id is None or event.reference_id is None:
         return "ignored", {"received": True, "ignored": "not a paysaga payment event"}
     async with tenant_tx(request.app.state.pool, event.tenant_id) as conn:
-        row = await conn.fetchrow("SELECT status, workflow_id FROM paysaga.payments WHERE payment_id = $1",
-                                  event.reference_id)
+        row = await conn.fetchrow(
+            "SELECT status, workflow_id, provider FROM paysaga.payments WHERE payment_id = $1", event.reference_id)
         if row is None:
             return "ignored", {"received": True, "ignored": "unknown payment"}
+        if row["provider"] not in (event.provider, "sandbox"):
+            # A rail speaks only for its own payments: the holder of one rail's secret cannot settle another's.
+            # (Sandbox payments accept every rail, so each rail can be exercised against the embedded stack.)
+            return "ignored", {"received": True, "ignored": f"payment belongs to rail {row['provider']}"}
         status = PaymentStatus(row["status"])
         signal = event.to_provider_event()
         if status == PaymentStatus.CREATED:

@@ -380,3 +380,28 @@ async def test_stripe_events_on_the_provider_path_and_the_alias(stack: Stack, te
     assert 'paysaga_webhook_events_total{outcome="accepted"}' in metrics
     assert 'paysaga_webhook_events_total{outcome="invalid-signature"}' in metrics
     assert "/api/v1/billing/webhook/{provider}" in spec["paths"] and "/v1/webhooks/stripe" in spec["paths"]
+
+
+async def test_a_rail_cannot_settle_another_rails_payment(
+    stack: Stack, tenant: tuple[str, str], app_pool: asyncpg.Pool
+) -> None:
+    tid = tenant[0]
+    cid, pm, pid = f"cus_{uuid.uuid4().hex[:8]}", f"pm_{uuid.uuid4().hex[:8]}", f"pay_{uuid.uuid4().hex[:8]}"
+    async with tenant_tx(app_pool, tid) as conn:
+        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tid)
+        await conn.execute(
+            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
+                   provider_token) VALUES ($1, $2, $3, 'stripe', 'pm_card_visa')""", pm, tid, cid)
+        await payment_store.insert_created(conn, PaymentInput(
+            tenant_id=tid, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
+            currency="USD"), "stripe", "test")
+        await payment_store.apply_transition(conn, pid, "mark_processing", {"provider_intent_id": "pi_x"}, {},
+                                             "test", "test")
+    r = await post_generic(stack, generic_event(tid, pid))  # a valid signature, but of the generic rail
+    assert r.status_code == 200 and r.json()["ignored"] == "payment belongs to rail stripe"
+    assert await stack.admin_pool.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid) \
+        == "processing"
+    # leave nothing stuck for the reconciliation tests: settle it as its own rail would
+    async with tenant_tx(app_pool, tid) as conn:
+        await payment_store.apply_transition(conn, pid, "mark_failed", {"code": "test", "message": ""}, {},
+                                             "test", "test")
