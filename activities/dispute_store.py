@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from activities import outbox
 from domain.payment import transition_id
 from workflows.contracts import DisputeView
 
@@ -44,13 +45,10 @@ async def record_dispute_event(
                new_status, metadata, actor, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         tid, view.tenant_id, view.id, seq, event, old, view.status, metadata, actor, correlation_id,
     )
-    await conn.execute(
-        """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
-           VALUES ($1, $2, $3, $4, $5)""",
-        view.tenant_id, tid, f"billing.{event}.v1", f"billing.{event}",
-        {"event_id": tid, "type": event, "old_status": old, "new_status": view.status,
-         "correlation_id": correlation_id, "metadata": metadata, "dispute": outbox_view(view)},
-    )
+    await outbox.enqueue(conn, view.tenant_id, tid, event, {
+        "old_status": old, "new_status": view.status, "correlation_id": correlation_id, "metadata": metadata,
+        "dispute": outbox_view(view),
+    })
 
 
 def outbox_view(view: DisputeView) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from activities import outbox
 from domain.money import Money
 from domain.payment import LifecycleEvent, Payment, PaymentStatus
 from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
@@ -81,14 +82,10 @@ async def record_event(
         {**event.metadata, "transition": event.transition}, actor, correlation_id,
     )
     payload = json.loads(view.model_dump_json())
-    await conn.execute(
-        """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
-           VALUES ($1, $2, $3, $4, $5)""",
-        view.tenant_id, event.transition_id, f"billing.{event.type}.v1", f"billing.{event.type}",
-        {"event_id": event.transition_id, "type": event.type, "transition": event.transition,
-         "old_status": event.old_status.value if event.old_status else None,
-         "new_status": event.new_status.value, "correlation_id": correlation_id, "payment": payload},
-    )
+    await outbox.enqueue(conn, view.tenant_id, event.transition_id, event.type, {
+        "transition": event.transition, "old_status": event.old_status.value if event.old_status else None,
+        "new_status": event.new_status.value, "correlation_id": correlation_id, "payment": payload,
+    })
 
 
 async def apply_transition(

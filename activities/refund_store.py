@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from activities import outbox
 from domain.payment import transition_id
 from workflows.contracts import RefundView
 
@@ -39,10 +40,7 @@ async def record_refund_event(
                metadata, actor, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         tid, view.tenant_id, view.id, seq, event_type, old, view.status, metadata, actor, correlation_id,
     )
-    await conn.execute(
-        """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
-           VALUES ($1, $2, $3, $4, $5)""",
-        view.tenant_id, tid, f"billing.{event_type}.v1", f"billing.{event_type}",
-        {"event_id": tid, "type": event_type, "old_status": old, "new_status": view.status,
-         "correlation_id": correlation_id, "refund": json.loads(view.model_dump_json())},
-    )
+    await outbox.enqueue(conn, view.tenant_id, tid, event_type, {
+        "old_status": old, "new_status": view.status, "correlation_id": correlation_id,
+        "refund": json.loads(view.model_dump_json()),
+    })

@@ -27,6 +27,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from activities import outbox
 from activities.providers import build_provider
 from activities.providers.base import CardDetails, PaymentProvider, ProviderUnavailable
 from api import audit
@@ -110,6 +111,9 @@ async def attach_payment_method(
             raise Problem(409, "payment-method-conflict", "Concurrent change", "Retry the request.")
         await audit.record(conn, who, "payment_method.attach", "payment_method", row["payment_method_id"],
                            request_id=audit.request_id_of(request), customer_id=customer_id, duplicate=duplicate)
+        if not duplicate:
+            await outbox.enqueue(conn, who.tenant_id, f"evt_{row['payment_method_id']}_attached",
+                                 "payment_method.attached", {"payment_method": _event_view(row)})
     return JSONResponse({**payment_method_json(row), "duplicate": duplicate}, status_code=200 if duplicate else 201)
 
 
@@ -156,10 +160,18 @@ async def detach_payment_method(payment_method_id: str, request: Request, who: A
         already = row is None
         if row is None:
             row = await _load(conn, payment_method_id)
+        else:
+            await outbox.enqueue(conn, who.tenant_id, f"evt_{payment_method_id}_detached",
+                                 "payment_method.detached", {"payment_method": _event_view(row)})
         await audit.record(conn, who, "payment_method.detach", "payment_method", payment_method_id,
                            request_id=audit.request_id_of(request), customer_id=row["customer_id"],
                            already_detached=already)
     return payment_method_json(row)
+
+
+def _event_view(row: asyncpg.Record) -> dict[str, Any]:
+    """What other services may learn of a payment method: display data, never the token."""
+    return {k: v for k, v in payment_method_json(row).items() if k != "provider_token"}
 
 
 async def _load(conn: asyncpg.Connection, payment_method_id: str) -> asyncpg.Record:

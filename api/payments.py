@@ -13,7 +13,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import payment_store
+from activities import outbox, payment_store
 from api import audit, idempotency
 from api.auth import Principal, authenticate
 from api.problems import Problem
@@ -42,6 +42,8 @@ async def create_customer(body: CustomerCreate, request: Request, who: Auth) -> 
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
             customer_id, who.tenant_id, body.email, body.name, body.country, body.metadata,
         )
+        await outbox.enqueue(conn, who.tenant_id, f"evt_{customer_id}_created", "customer.created",
+                             {"customer": {"id": customer_id, "country": body.country}})
     return _customer_json(row)
 
 

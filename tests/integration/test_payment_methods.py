@@ -4,6 +4,7 @@ fingerprint, list, read, detach, expiry, tenant isolation, and payments refusing
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -177,3 +178,20 @@ async def test_stripe_describes_a_payment_method(stripe: StripeProvider) -> None
     assert (await stripe.describe_payment_method("pm_card_visa")).fingerprint == card.fingerprint
     with pytest.raises(ValueError):
         await stripe.describe_payment_method("pm_does_not_exist")
+
+
+async def test_customer_and_payment_method_changes_announce_themselves_in_the_outbox(
+    stack: Stack, tenant: tuple[str, str]
+) -> None:
+    async with stack.http(tenant[1]) as http:
+        cid = (await http.post("/v1/customers", json={"country": "FR"})).json()["id"]
+        pm = (await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_visa"})).json()
+        await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "tok_visa"})  # duplicate: no event
+        await http.post(f"/v1/payment_methods/{pm['id']}/detach")
+        await http.post(f"/v1/payment_methods/{pm['id']}/detach")  # idempotent: no second event
+    rows = await stack.admin_pool.fetch(
+        "SELECT event_type, payload FROM paysaga.outbox WHERE tenant_id = $1 ORDER BY outbox_id",
+        uuid.UUID(tenant[0]))
+    assert [r["event_type"] for r in rows] == [
+        "billing.customer.created.v1", "billing.payment_method.attached.v1", "billing.payment_method.detached.v1"]
+    assert all("provider_token" not in r["payload"].get("payment_method", {}) for r in rows)
