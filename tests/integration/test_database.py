@@ -3,15 +3,13 @@ append-only lifecycle events, and row + event + outbox written together."""
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import pytest
 
 from activities import payment_store
 from paysaga.db import create_pool, tenant_tx
+from tests.integration.seeding import seed_payment
 from tests.stack import Stack
-from workflows.contracts import PaymentInput
 
 pytestmark = pytest.mark.integration
 
@@ -24,19 +22,6 @@ async def app_pool(stack: Stack) -> asyncpg.Pool:
     pool = await create_pool(stack.db.app_url, max_size=2)
     yield pool
     await pool.close()
-
-
-async def seed_payment(pool: asyncpg.Pool, tenant_id: str) -> str:
-    cid, pm, pid = f"cus_{uuid.uuid4().hex[:8]}", f"pm_{uuid.uuid4().hex[:8]}", f"pay_{uuid.uuid4().hex[:8]}"
-    async with tenant_tx(pool, tenant_id) as conn:
-        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tenant_id)
-        await conn.execute(
-            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
-                   provider_token) VALUES ($1, $2, $3, 'sandbox', 'pm_card_visa')""", pm, tenant_id, cid)
-        await payment_store.insert_created(conn, PaymentInput(
-            tenant_id=tenant_id, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
-            currency="USD", idempotency_key=f"k-{pid}"), "sandbox", "test")
-    return pid
 
 
 async def test_app_role_is_neither_owner_nor_superuser(app_pool: asyncpg.Pool) -> None:

@@ -22,9 +22,9 @@ from api.webhook_events import KIND_HANDLERS, NormalizedEvent
 from api.webhook_verifiers import VERIFIERS, HmacVerifier
 from paysaga.db import create_pool, tenant_tx
 from tests.integration.helpers import customer_with_method, pay, wait_status
+from tests.integration.seeding import seed_payment
 from tests.integration.webhook_helpers import intent_event
 from tests.stack import Stack
-from workflows.contracts import PaymentInput
 
 pytestmark = pytest.mark.integration
 
@@ -148,15 +148,7 @@ async def test_an_event_on_a_created_payment_is_409_and_not_recorded(
     stack: Stack, tenant: tuple[str, str], app_pool: asyncpg.Pool
 ) -> None:
     tid = tenant[0]
-    cid, pm, pid = f"cus_{uuid.uuid4().hex[:8]}", f"pm_{uuid.uuid4().hex[:8]}", f"pay_{uuid.uuid4().hex[:8]}"
-    async with tenant_tx(app_pool, tid) as conn:
-        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tid)
-        await conn.execute(
-            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
-                   provider_token) VALUES ($1, $2, $3, 'sandbox', 'pm_card_visa')""", pm, tid, cid)
-        await payment_store.insert_created(conn, PaymentInput(
-            tenant_id=tid, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
-            currency="USD", idempotency_key=f"k-{pid}"), "sandbox", "test")
+    pid = await seed_payment(app_pool, tid)
     event = generic_event(tid, pid)
     r = await post_generic(stack, event)
     assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
@@ -386,15 +378,8 @@ async def test_a_rail_cannot_settle_another_rails_payment(
     stack: Stack, tenant: tuple[str, str], app_pool: asyncpg.Pool
 ) -> None:
     tid = tenant[0]
-    cid, pm, pid = f"cus_{uuid.uuid4().hex[:8]}", f"pm_{uuid.uuid4().hex[:8]}", f"pay_{uuid.uuid4().hex[:8]}"
+    pid = await seed_payment(app_pool, tid, provider="stripe")
     async with tenant_tx(app_pool, tid) as conn:
-        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tid)
-        await conn.execute(
-            """INSERT INTO paysaga.payment_methods (payment_method_id, tenant_id, customer_id, provider,
-                   provider_token) VALUES ($1, $2, $3, 'stripe', 'pm_card_visa')""", pm, tid, cid)
-        await payment_store.insert_created(conn, PaymentInput(
-            tenant_id=tid, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
-            currency="USD"), "stripe", "test")
         await payment_store.apply_transition(conn, pid, "mark_processing", {"provider_intent_id": "pi_x"}, {},
                                              "test", "test")
     r = await post_generic(stack, generic_event(tid, pid))  # a valid signature, but of the generic rail
