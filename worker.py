@@ -1,4 +1,5 @@
-"""The Temporal worker: registers the workflows and their activities on one task queue."""
+"""The Temporal worker: registers the workflows and their activities on one task queue (the composition root of
+the worker process; only the CLI's `worker` command imports it)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
@@ -24,7 +23,9 @@ from activities.risk_report import RiskReportActivities
 from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
+from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
+from paysaga.temporal import connect_client
 from workflows.dispute import DisputeWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -34,17 +35,6 @@ from workflows.risk_report import RiskBiasReportWorkflow
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow]
-
-
-async def connect_client(settings: Settings, *, metrics_port: int | None = None) -> Client:
-    runtime = None
-    if metrics_port:
-        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}"))
-        runtime = Runtime(telemetry=telemetry)
-    return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter, **({"runtime": runtime} if runtime else {}),
-    )
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -76,7 +66,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
-            activities=[acts.record_payment, acts.assess_risk, acts.score_fraud, acts.transition, acts.create_intent,
+            activities=[acts.admit_payment, acts.record_payment, acts.assess_risk, acts.score_fraud, acts.transition,
+                        acts.create_intent,
                         acts.get_intent, acts.cancel_intent, acts.record_dead_letter, acts.claim_dead_letter,
                         acts.expire_dead_letter,
                         refunds.record_refund, refunds.submit_refund, refunds.get_refund,
@@ -102,8 +93,6 @@ async def run_worker(settings: Settings, *, metrics_port: int | None = 9464) -> 
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
         if settings.schedules_enabled:
-            from paysaga.schedules import ensure_schedules
-
             await ensure_schedules(client, settings)
         await stop.wait()
     log.info("worker.stopped")

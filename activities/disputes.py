@@ -12,12 +12,9 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import dispute_store
-from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
 from activities.providers.base import DisputeResult, PaymentProvider, ProviderUnavailable
-from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
-from paysaga.db import tenant_tx
-from workflows.contracts import (
+from activities.stores import disputes as dispute_store
+from contracts.disputes import (
     DisputeChange,
     DisputeInput,
     DisputeView,
@@ -25,6 +22,9 @@ from workflows.contracts import (
     SubmitDisputeEvidence,
     dispute_workflow_id,
 )
+from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
+from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
+from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.billing")
 
@@ -44,15 +44,7 @@ class DisputeActivities:
                 return existing
             withdrawn = 0 if inp.provider_status.startswith("warning_") else inp.amount_micros
             wf_id = dispute_workflow_id(inp.tenant_id, inp.dispute_id)
-            await conn.execute(
-                """INSERT INTO paysaga.disputes (dispute_id, tenant_id, payment_id, provider, provider_dispute_id,
-                       amount_micros, currency, reason, evidence_due_by, funds_withdrawn_micros, workflow_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
-                inp.dispute_id, inp.tenant_id, inp.payment_id, inp.provider, inp.provider_dispute_id,
-                inp.amount_micros, inp.currency, inp.reason, inp.evidence_due_by, withdrawn, wf_id,
-            )
-            view = await dispute_store.fetch_dispute(conn, inp.dispute_id)
-            assert view is not None
+            view = await dispute_store.insert(conn, inp, withdrawn, wf_id)
             await dispute_store.record_dispute_event(
                 conn, view, 1, None, "dispute.created", inp.actor, wf_id,
                 {"reason": inp.reason, "amount_micros": inp.amount_micros, "funds_withdrawn_micros": withdrawn,
@@ -66,8 +58,7 @@ class DisputeActivities:
     @activity.defn
     async def apply_dispute_change(self, req: DisputeChange) -> DisputeView:
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            row = await conn.fetchrow(
-                "SELECT status, event_seq FROM paysaga.disputes WHERE dispute_id = $1 FOR UPDATE", req.dispute_id)
+            row = await dispute_store.lock(conn, req.dispute_id)
             if row is None:
                 raise ApplicationError(f"dispute {req.dispute_id} not found", type=INVALID_REQUEST,
                                        non_retryable=True)
@@ -85,17 +76,7 @@ class DisputeActivities:
             except InvalidDisputeTransition as exc:
                 raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
             seq = row["event_seq"] + 1
-            await conn.execute(
-                """UPDATE paysaga.disputes SET status = $2, event_seq = $3, evidence = coalesce($4, evidence),
-                       evidence_submitted_at = CASE WHEN $5 THEN now() ELSE evidence_submitted_at END,
-                       funds_withdrawn_micros = coalesce($6, funds_withdrawn_micros),
-                       funds_reinstated_micros = coalesce($7, funds_reinstated_micros)
-                   WHERE dispute_id = $1""",
-                req.dispute_id, new.value, seq, req.evidence, req.evidence_submitted, req.funds_withdrawn_micros,
-                req.funds_reinstated_micros,
-            )
-            view = await dispute_store.fetch_dispute(conn, req.dispute_id)
-            assert view is not None
+            view = await dispute_store.apply_change(conn, req, new.value, seq)
             metadata: dict[str, object] = {}
             if req.evidence is not None:
                 metadata["evidence_fields"] = sorted(req.evidence)

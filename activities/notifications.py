@@ -14,7 +14,7 @@ Plugging in a real channel (a webhook, e-mail, Slack, PagerDuty):
 
     # paysaga/… : return it from build_notifier() below (e.g. chosen by a setting); worker.py already calls it.
 
-Rules for an adapter: `send` runs in a regular activity with a retry policy (DisputeWorkflow.NOTIFY_RETRY), so it
+Rules for an adapter: `send` runs in a regular activity with a retry policy (workflows.policies.NOTIFY_RETRY), so it
 may be called more than once for the same notification; pass `notification_id` along as the channel's
 de-duplication key (an `Idempotency-Key` header for a webhook, the `Message-ID` of an e-mail). Raise on a
 transient failure (it is retried with backoff); raise `temporalio.exceptions.ApplicationError(...,
@@ -31,9 +31,10 @@ import asyncpg
 import structlog
 from temporalio import activity
 
+from activities.stores import outbox
+from contracts.notifications import Notification
 from paysaga.db import tenant_tx
 from paysaga.settings import Settings
-from workflows.contracts import Notification
 
 log = structlog.get_logger("paysaga.billing")
 
@@ -54,12 +55,8 @@ class OutboxNotifier:
 
     async def send(self, n: Notification) -> None:
         async with tenant_tx(self._pool, n.tenant_id) as conn:
-            fresh = await conn.fetchval(
-                """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
-                n.tenant_id, n.notification_id, NOTIFICATION_EVENT_TYPE, f"billing.notification.{n.kind}",
-                n.model_dump(mode="json"),
-            )
+            fresh = await outbox.put(conn, n.tenant_id, n.notification_id, NOTIFICATION_EVENT_TYPE,
+                                     f"billing.notification.{n.kind}", n.model_dump(mode="json"))
         log.info("billing.notification", notification_id=n.notification_id, kind=n.kind, subject=n.subject,
                  tenant_id=n.tenant_id, dispute_id=n.dispute_id, payment_id=n.payment_id, duplicate=not fresh)
 

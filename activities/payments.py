@@ -1,6 +1,6 @@
 """Activities of the payment saga: the only code in the saga with side effects.
 
-Every activity is idempotent: database writes go through unique keys and status guards (payment_store), and
+Every activity is idempotent: database writes go through unique keys and status guards (`stores.payments`), and
 the provider is called with idempotency key `{payment_id}:{attempt}` after looking for an intent already made
 for that attempt — a retry never creates a second PaymentIntent.
 """
@@ -14,7 +14,6 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import payment_store
 from activities.ai_client import AIClient, BuiltinScorer, gather_features, record_assessment
 from activities.providers.base import (
     CardDeclined,
@@ -24,27 +23,30 @@ from activities.providers.base import (
     PaymentProvider,
     ProviderUnavailable,
 )
-from domain.fraud import FraudPolicy
-from domain.money import Money, RoundingMode
-from domain.payment import InvalidTransition
-from domain.risk import CustomerHistory, RiskLimits, assess
-from paysaga.db import tenant_tx
-from workflows.contracts import (
-    DeadLetter,
+from activities.stores import dead_letters
+from activities.stores import payment_methods as methods
+from activities.stores import payments as store
+from contracts.dead_letters import DeadLetter, ReplayRequest
+from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
+from contracts.payments import (
+    Admission,
     FraudResult,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
     PaymentView,
-    ReplayRequest,
     RiskRequest,
     RiskResult,
     TransitionRequest,
+    payment_workflow_id,
 )
+from domain.fraud import FraudPolicy
+from domain.money import Money, RoundingMode
+from domain.payment import InvalidTransition, PaymentStatus, Transition, TransitionCommand
+from domain.risk import CustomerHistory, RiskLimits, assess
+from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.billing")
-
-from workflows.policies import INVALID_REQUEST, INVALID_TRANSITION  # noqa: E402 (the retry policies name them)
 
 
 class PaymentActivities:
@@ -58,35 +60,58 @@ class PaymentActivities:
 
     # --- database steps (run as local activities: short, idempotent) --------------------------------------
     @activity.defn
-    async def record_payment(self, inp: PaymentInput) -> PaymentView:
+    async def admit_payment(self, inp: PaymentInput) -> Admission:
+        """The first step in one: record the payment, apply the hard rules (a decline fails it in the same
+        transaction) and ask for the advisory fraud score."""
+        req = RiskRequest(tenant_id=inp.tenant_id, payment_id=inp.payment_id, customer_id=inp.customer_id,
+                          amount_micros=inp.amount_micros, currency=inp.currency)
         async with tenant_tx(self._pool, inp.tenant_id) as conn:
-            return await payment_store.insert_created(conn, inp, self._provider.name, inp.actor)
+            view = await store.insert_created(conn, inp, self._provider.name, inp.actor)
+            if view.status != PaymentStatus.CREATED:  # a re-run after the payment moved on
+                return Admission(view=view, risk=RiskResult(allowed=True, score=view.risk_score or 0,
+                                                            reasons=view.risk_reasons or []))
+            risk = await self._assess(conn, req)
+            if not risk.allowed:
+                view = await self._decline(conn, view, risk)
+                return Admission(view=view, risk=risk)
+        return Admission(view=view, risk=risk, fraud=await self._score(req))
+
+    @activity.defn
+    async def record_payment(self, inp: PaymentInput) -> PaymentView:
+        """The first step of runs started before `admit_payment` existed."""
+        async with tenant_tx(self._pool, inp.tenant_id) as conn:
+            return await store.insert_created(conn, inp, self._provider.name, inp.actor)
 
     @activity.defn
     async def assess_risk(self, req: RiskRequest) -> RiskResult:
+        """The second step of runs started before `admit_payment` existed."""
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            recent = await conn.fetchval(
-                """SELECT count(*) FROM paysaga.payments
-                   WHERE customer_id = $1 AND payment_id <> $2 AND created_at > now() - make_interval(secs => $3)
-                     AND status <> 'canceled'""",
-                req.customer_id, req.payment_id, float(self._limits.velocity_window_seconds),
-            )
-            typical = await conn.fetchval(
-                """SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_micros) FROM paysaga.payments
-                   WHERE customer_id = $1 AND currency = $2 AND status = 'completed'""",
-                req.customer_id, req.currency,
-            )
-            decision = assess(Money(req.amount_micros, req.currency), CustomerHistory(recent, typical), self._limits)
-            await conn.execute(
-                "UPDATE paysaga.payments SET risk_score = $2, risk_reasons = $3 WHERE payment_id = $1 "
-                "AND status = 'created'",
-                req.payment_id, decision.score, decision.reasons,
-            )
-        return RiskResult(allowed=decision.allowed, score=decision.score, reasons=decision.reasons,
-                          decline_code=decision.decline_code)
+            return await self._assess(conn, req)
 
     @activity.defn
     async def score_fraud(self, req: RiskRequest) -> FraudResult | None:
+        """The third step of runs started before `admit_payment` existed."""
+        return await self._score(req)
+
+    async def _assess(self, conn: asyncpg.Connection, req: RiskRequest) -> RiskResult:
+        recent, typical = await store.customer_history(conn, req.customer_id, req.payment_id, req.currency,
+                                                       float(self._limits.velocity_window_seconds))
+        decision = assess(Money(req.amount_micros, req.currency), CustomerHistory(recent, typical), self._limits)
+        await store.record_risk(conn, req.payment_id, decision.score, decision.reasons)
+        return RiskResult(allowed=decision.allowed, score=decision.score, reasons=decision.reasons,
+                          decline_code=decision.decline_code)
+
+    async def _decline(self, conn: asyncpg.Connection, view: PaymentView, risk: RiskResult) -> PaymentView:
+        command = TransitionCommand(Transition.MARK_FAILED, failure_code=risk.decline_code,
+                                    failure_message=f"declined by risk rule {risk.decline_code}")
+        correlation_id = payment_workflow_id(view.tenant_id, view.id)
+        view, changed = await store.apply_transition(conn, view.id, command, {}, "workflow", correlation_id,
+                                                     view.event_seq)
+        if changed:
+            _log_result(view, correlation_id)
+        return view
+
+    async def _score(self, req: RiskRequest) -> FraudResult | None:
         """Advisory: read the facts, ask the AIClient, store the score once. Three steps, so a slow remote model
         never holds a database connection."""
         try:
@@ -103,47 +128,24 @@ class PaymentActivities:
 
     @activity.defn
     async def transition(self, req: TransitionRequest) -> PaymentView:
-        kwargs: dict[str, object] = {}
-        if req.transition == "mark_processing":
-            kwargs["provider_intent_id"] = req.provider_intent_id
-        if req.transition in ("mark_failed", "reject_from_pending"):
-            kwargs.update(code=req.failure_code or "unknown", message=req.failure_message or "")
-        if req.transition == "mark_canceled":
-            kwargs["reason"] = req.reason or "canceled"
-        if req.transition == "reconcile":
-            kwargs["outcome"] = req.outcome
-            if req.outcome == "failed":
-                kwargs.update(code=req.failure_code or "declined", message=req.failure_message or "")
         columns: dict[str, object] = {}
         if req.next_action is not None or req.clear_next_action:
             columns["next_action"] = req.next_action
         try:
             async with tenant_tx(self._pool, req.tenant_id) as conn:
-                view, changed = await payment_store.apply_transition(
-                    conn, req.payment_id, req.transition, kwargs, columns, req.actor, req.correlation_id,
-                    req.expected_seq,
-                )
+                view, changed = await store.apply_transition(
+                    conn, req.payment_id, req.command(), columns, req.actor, req.correlation_id, req.expected_seq)
         except InvalidTransition as exc:
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
         if changed and view.status.is_terminal:
-            log.info(
-                "billing.execution.result", payment_id=view.id, tenant_id=view.tenant_id, status=view.status,
-                provider=view.provider, failure_code=view.failure_code, correlation_id=req.correlation_id,
-                duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000),
-                amount_micros=view.amount_micros, currency=view.currency,
-            )
+            _log_result(view, req.correlation_id)
         return view
 
     # --- dead letters ---------------------------------------------------------------------------------------
     @activity.defn
     async def record_dead_letter(self, letter: DeadLetter) -> None:
         async with tenant_tx(self._pool, letter.tenant_id) as conn:
-            await conn.execute(
-                """INSERT INTO paysaga.dead_letters (dlq_id, tenant_id, workflow_id, payment_id, step, reason, input)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-                letter.dlq_id, letter.tenant_id, letter.workflow_id, letter.payment_id, letter.step, letter.reason,
-                letter.input,
-            )
+            await dead_letters.insert(conn, letter)
         log.warning("billing.dead_letter", dlq_id=letter.dlq_id, step=letter.step, reason=letter.reason,
                     tenant_id=letter.tenant_id, correlation_id=letter.workflow_id)
 
@@ -159,12 +161,9 @@ class PaymentActivities:
     async def _resolve(self, req: ReplayRequest, status: str) -> bool:
         assert req.tenant_id is not None
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            done = await conn.fetchval(
-                """UPDATE paysaga.dead_letters SET status = $2, resolved_at = now(), resolved_by = $3
-                   WHERE dlq_id = $1 AND status = 'open' RETURNING true""", req.dlq_id, status, req.actor)
-        return bool(done)
+            return await dead_letters.resolve(conn, req.dlq_id, status, req.actor)
 
-    # --- provider steps (regular activities: retried with backoff, < 24 h so Stripe's keys still hold) -----
+    # --- provider steps: retried with backoff, < 24 h so the provider's idempotency keys still hold ---------
     @activity.defn
     async def create_intent(self, req: IntentRequest) -> IntentOutcome:
         started = time.perf_counter()
@@ -172,10 +171,7 @@ class PaymentActivities:
         if existing is not None:  # a previous try got as far as the provider: never create a second intent
             return self._outcome(existing, req, started, replayed=True)
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            token = await conn.fetchval(
-                "SELECT provider_token FROM paysaga.payment_methods WHERE payment_method_id = $1",
-                req.payment_method_id,
-            )
+            token = await methods.provider_token(conn, req.payment_method_id)
         if token is None:
             raise ApplicationError(f"unknown payment method {req.payment_method_id}", type=INVALID_REQUEST,
                                    non_retryable=True)
@@ -203,7 +199,7 @@ class PaymentActivities:
 
     @activity.defn
     async def get_intent(self, intent_id: str) -> IntentOutcome:
-        return _to_outcome(await self._provider.retrieve(intent_id))
+        return outcome_of(await self._provider.retrieve(intent_id))
 
     @activity.defn
     async def cancel_intent(self, req: IntentRequest) -> IntentOutcome | None:
@@ -212,11 +208,11 @@ class PaymentActivities:
         if intent is None:
             return None
         if intent.status in (IntentStatus.SUCCEEDED, IntentStatus.CANCELED):
-            return _to_outcome(intent)
-        return _to_outcome(await self._provider.cancel(intent.id))
+            return outcome_of(intent)
+        return outcome_of(await self._provider.cancel(intent.id))
 
     def _outcome(self, intent: Intent, req: IntentRequest, started: float, *, replayed: bool) -> IntentOutcome:
-        outcome = _to_outcome(intent)
+        outcome = outcome_of(intent)
         self._log_rail(req, outcome.status, started, intent_id=intent.id, replayed=replayed,
                        decline_code=outcome.decline_code)
         return outcome
@@ -231,7 +227,8 @@ class PaymentActivities:
         )
 
 
-def _to_outcome(intent: Intent) -> IntentOutcome:
+def outcome_of(intent: Intent) -> IntentOutcome:
+    """The provider's intent in the saga's vocabulary: a failed attempt reads `declined`."""
     declined = intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and intent.decline_code
     return IntentOutcome(
         intent_id=intent.id, status="declined" if declined else intent.status.value,
@@ -240,3 +237,10 @@ def _to_outcome(intent: Intent) -> IntentOutcome:
     )
 
 
+def _log_result(view: PaymentView, correlation_id: str) -> None:
+    log.info(
+        "billing.execution.result", payment_id=view.id, tenant_id=view.tenant_id, status=view.status,
+        provider=view.provider, failure_code=view.failure_code, correlation_id=correlation_id,
+        duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000),
+        amount_micros=view.amount_micros, currency=view.currency,
+    )

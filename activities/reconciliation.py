@@ -12,13 +12,14 @@ import structlog
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import payment_store
-from activities.payments import _to_outcome
+from activities.payments import outcome_of
 from activities.providers.base import PaymentProvider
+from activities.stores import payments as store
+from contracts.payments import PROVIDER_EVENT_SIGNAL, RECONCILIATION_EVENT, ProviderEvent
+from contracts.reconciliation import ReconcileInput, ReconcileReport
 from domain.payment import PaymentStatus
 from domain.reconciliation import decide
 from paysaga.db import tenant_tx
-from workflows.contracts import RECONCILIATION_EVENT, ProviderEvent, ReconcileInput, ReconcileReport
 
 log = structlog.get_logger("paysaga.reconcile")
 
@@ -31,9 +32,7 @@ class ReconcileActivities:
     @activity.defn
     async def reconcile_stale_payments(self, inp: ReconcileInput) -> ReconcileReport:
         report = ReconcileReport(dry_run=inp.dry_run)
-        rows = await self._pool.fetch("SELECT * FROM paysaga.stale_payments($1, $2)", inp.older_than_seconds,
-                                      inp.limit)
-        for row in rows:
+        for row in await store.stale(self._pool, inp.older_than_seconds, inp.limit):
             activity.heartbeat(row["payment_id"])
             report.examined += 1
             try:
@@ -48,15 +47,14 @@ class ReconcileActivities:
         if not row["provider_intent_id"]:
             report.unchanged += 1
             return
-        outcome = _to_outcome(await self._provider.retrieve(row["provider_intent_id"]))
+        outcome = outcome_of(await self._provider.retrieve(row["provider_intent_id"]))
         status = PaymentStatus(row["status"])
-        decision = decide(status, outcome.status)
-        if decision is None:
+        command = decide(status, outcome.status, outcome.decline_code, outcome.failure_message)
+        if command is None:
             report.unchanged += 1
             return
-        action = {"payment_id": row["payment_id"], "from": status.value, "provider_status": outcome.status,
-                  "transition": decision.transition}
-        report.actions.append(action)
+        report.actions.append({"payment_id": row["payment_id"], "from": status.value,
+                               "provider_status": outcome.status, "transition": command.transition.value})
         if dry_run:
             return
         event = ProviderEvent(
@@ -65,22 +63,13 @@ class ReconcileActivities:
             type=RECONCILIATION_EVENT, intent_id=outcome.intent_id, intent_status=outcome.status,
             decline_code=outcome.decline_code, failure_message=outcome.failure_message,
         )
-        from workflows.payment import PaymentWorkflow  # here, not at import: keeps this module sandbox-light
-
         try:
-            handle = activity.client().get_workflow_handle(row["workflow_id"])
-            await handle.signal(PaymentWorkflow.provider_event, event)
+            await activity.client().get_workflow_handle(row["workflow_id"]).signal(PROVIDER_EVENT_SIGNAL, event)
             report.signalled += 1
             return
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-        kwargs: dict[str, object] = {}
-        if decision.outcome is not None:
-            kwargs["outcome"] = decision.outcome
-        if decision.transition == "reject_from_pending" or decision.outcome == PaymentStatus.FAILED:
-            kwargs.update(code=outcome.decline_code or "declined", message=outcome.failure_message or "")
         async with tenant_tx(self._pool, str(row["tenant_id"])) as conn:
-            await payment_store.apply_transition(conn, row["payment_id"], decision.transition, kwargs, {},
-                                                 "reconciler", row["workflow_id"])
+            await store.apply_transition(conn, row["payment_id"], command, {}, "reconciler", row["workflow_id"])
         report.transitioned += 1

@@ -10,13 +10,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import refund_store
-from activities.payments import INVALID_REQUEST
 from activities.providers.base import PaymentProvider, ProviderUnavailable
-from domain.money import Money, RoundingMode
-from domain.refund import RefundNotAllowed, RefundStatus, plan_refund, settle
-from paysaga.db import tenant_tx
-from workflows.contracts import (
+from activities.stores import refunds as refund_store
+from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
+from contracts.refunds import (
     ProviderRefund,
     RecordedRefund,
     RefundInput,
@@ -26,6 +23,9 @@ from workflows.contracts import (
     SubmitRefund,
     refund_workflow_id,
 )
+from domain.money import Money, RoundingMode
+from domain.refund import RefundNotAllowed, RefundStatus, plan_refund, settle
+from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.billing")
 
@@ -41,33 +41,21 @@ class RefundActivities:
             existing = await refund_store.fetch_refund(conn, inp.refund_id)
             if existing is not None:
                 return RecordedRefund(view=existing)
-            payment = await conn.fetchrow(
-                "SELECT status, amount_micros, currency FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE",
-                inp.payment_id,
-            )
+            payment = await refund_store.lock_payment(conn, inp.payment_id)
             if payment is None or payment["status"] != "completed":
                 status = payment["status"] if payment else "missing"
                 return _rejected("payment_not_refundable", f"The payment is {status}; only completed payments "
                                  "can be refunded.")
             captured = Money(payment["amount_micros"], payment["currency"])
-            prior = await conn.fetch("SELECT amount_micros, status FROM paysaga.refunds WHERE payment_id = $1",
-                                     inp.payment_id)
+            prior = await refund_store.prior(conn, inp.payment_id, captured.currency)
             requested = Money(inp.amount_micros, captured.currency) if inp.amount_micros is not None else None
             try:
-                amount = plan_refund(
-                    captured, [(Money(r["amount_micros"], captured.currency), RefundStatus(r["status"]))
-                               for r in prior], requested)
+                amount = plan_refund(captured, prior, requested)
             except RefundNotAllowed as exc:
                 return _rejected(exc.code, str(exc))
             wf_id = refund_workflow_id(inp.tenant_id, inp.refund_id)
-            await conn.execute(
-                """INSERT INTO paysaga.refunds (refund_id, tenant_id, payment_id, amount_micros, currency, reason,
-                       idempotency_key, workflow_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-                inp.refund_id, inp.tenant_id, inp.payment_id, amount.micros, amount.currency, inp.reason,
-                inp.idempotency_key, wf_id,
-            )
-            view = await refund_store.fetch_refund(conn, inp.refund_id)
-            assert view is not None
+            view = await refund_store.insert(conn, inp.refund_id, inp.tenant_id, inp.payment_id, amount, inp.reason,
+                                             inp.idempotency_key, wf_id)
             await refund_store.record_refund_event(conn, view, 1, None, inp.actor, wf_id,
                                                    {"amount_micros": amount.micros, "reason": inp.reason})
         return RecordedRefund(view=view)
@@ -76,11 +64,7 @@ class RefundActivities:
     async def submit_refund(self, req: SubmitRefund) -> ProviderRefund:
         started = time.perf_counter()
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            row = await conn.fetchrow(
-                """SELECT r.amount_micros, r.currency, p.provider_intent_id FROM paysaga.refunds r
-                   JOIN paysaga.payments p USING (tenant_id, payment_id) WHERE r.refund_id = $1""",
-                req.refund_id,
-            )
+            row = await refund_store.submission(conn, req.refund_id)
         if row is None or row["provider_intent_id"] is None:
             raise ApplicationError(f"refund {req.refund_id} has no payment intent", type=INVALID_REQUEST,
                                    non_retryable=True)
@@ -111,9 +95,7 @@ class RefundActivities:
     async def attach_provider_refund(self, req: SettleRefund) -> RefundView:
         """Remember the provider's refund id (not a state change, so no lifecycle event)."""
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            await conn.execute(
-                "UPDATE paysaga.refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND status = 'pending' "
-                "AND provider_refund_id IS NULL", req.refund_id, req.provider_refund_id)
+            await refund_store.attach_provider_id(conn, req.refund_id, req.provider_refund_id)
             view = await refund_store.fetch_refund(conn, req.refund_id)
         assert view is not None
         return view
@@ -121,8 +103,7 @@ class RefundActivities:
     @activity.defn
     async def settle_refund(self, req: SettleRefund) -> RefundView:
         async with tenant_tx(self._pool, req.tenant_id) as conn:
-            row = await conn.fetchrow(
-                "SELECT status, event_seq FROM paysaga.refunds WHERE refund_id = $1 FOR UPDATE", req.refund_id)
+            row = await refund_store.lock(conn, req.refund_id)
             if row is None:
                 raise ApplicationError(f"refund {req.refund_id} not found", type=INVALID_REQUEST, non_retryable=True)
             if row["status"] == req.outcome:  # a retried activity whose first try committed
@@ -132,16 +113,10 @@ class RefundActivities:
             try:
                 outcome = settle(RefundStatus(row["status"]), RefundStatus(req.outcome))
             except ValueError as exc:
-                raise ApplicationError(str(exc), type="InvalidTransition", non_retryable=True) from exc
+                raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
             seq = row["event_seq"] + 1
-            await conn.execute(
-                """UPDATE paysaga.refunds SET status = $2, failure_code = $3, event_seq = $4,
-                       provider_refund_id = coalesce(provider_refund_id, $5)
-                   WHERE refund_id = $1 AND status = 'pending'""",
-                req.refund_id, outcome.value, req.failure_code, seq, req.provider_refund_id,
-            )
-            view = await refund_store.fetch_refund(conn, req.refund_id)
-            assert view is not None
+            view = await refund_store.settle(conn, req.refund_id, outcome, req.failure_code, seq,
+                                             req.provider_refund_id)
             await refund_store.record_refund_event(conn, view, seq, row["status"], req.actor, req.correlation_id,
                                                    {"failure_code": req.failure_code} if req.failure_code else {})
         log.info("billing.execution.result", operation="refund", refund_id=view.id, payment_id=view.payment_id,

@@ -20,6 +20,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.errors import INVALID_REQUEST
+
 REPORT_VERSION = 1
 SEGMENT_TYPES = ("country", "currency", "card_brand", "card_country")
 # A segment smaller than this is reported but marked low_sample and never raised as a finding: a share over a
@@ -30,7 +32,6 @@ MIN_SAMPLE = 30
 DISPARITY_RATIO = 1.25
 
 _QUARTER_RE = re.compile(r"([0-9]{4})Q([1-4])")
-INVALID_REQUEST = "InvalidRequest"  # the same error type the payment saga treats as non-retryable
 
 
 def quarter_bounds(quarter: str) -> tuple[datetime, datetime]:

@@ -1,9 +1,9 @@
-"""The FastAPI front door: validate, authenticate, start or signal workflows. Nothing else happens here."""
+"""The FastAPI front door: authenticate, validate, call one service, shape the response. Nothing else happens here."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,9 +16,21 @@ from api import audit, dead_letters, disputes, payment_methods, payments, proble
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
 from api.problems import problem_response
-from paysaga.db import create_pool
+from contracts.webhooks import Kind
 from paysaga.settings import Settings, get_settings
-from worker import connect_client
+from services import disputes as dispute_service
+from services import health
+from services import payments as payment_service
+from services import refunds as refund_service
+from services.context import app_context
+from services.webhooks import VERIFIERS, KindHandler, Verifier, WebhookIntake
+
+# Which use case a provider event of each kind goes to. Events of other kinds are recorded and ignored.
+WEBHOOK_HANDLERS: Mapping[Kind, KindHandler] = {
+    "payment": payment_service.on_webhook,
+    "refund": refund_service.on_webhook,
+    "dispute": dispute_service.on_webhook,
+}
 
 
 class RequestTimer:
@@ -49,25 +61,17 @@ class RequestTimer:
             )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Verifier] = VERIFIERS,
+               webhook_handlers: Mapping[Kind, KindHandler] = WEBHOOK_HANDLERS) -> FastAPI:
     settings = settings or get_settings()
     metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url, max_size=20)
-        app.state.temporal = await connect_client(settings)
-        app.state.sandbox = None
-        if settings.provider == "sandbox":
-            from activities.providers.sandbox import SandboxProvider
-
-            app.state.sandbox = SandboxProvider(app.state.pool, settings)
-        try:
+        async with app_context(settings) as ctx:
+            app.state.ctx = ctx
+            app.state.webhooks = WebhookIntake(ctx, webhook_handlers, verifiers)
             yield
-        finally:
-            if app.state.sandbox is not None:
-                await app.state.sandbox.aclose()
-            await app.state.pool.close()
 
     app = FastAPI(
         title="paysaga", version="0.1.0", lifespan=lifespan,
@@ -75,13 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
-    app.include_router(payments.router)
-    app.include_router(payment_methods.router)
-    app.include_router(audit.router)
-    app.include_router(refunds.router)
-    app.include_router(disputes.router)
-    app.include_router(dead_letters.router)
-    app.include_router(webhooks.router)
+    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, webhooks):
+        app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)
 
@@ -91,17 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> Any:
-        checks: dict[str, str] = {}
-        try:
-            await request.app.state.pool.fetchval("SELECT 1")
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"down: {type(exc).__name__}"
-        try:
-            await request.app.state.temporal.service_client.check_health()
-            checks["temporal"] = "ok"
-        except Exception as exc:
-            checks["temporal"] = f"down: {type(exc).__name__}"
+        checks = await health.readiness(request.app.state.ctx)
         if all(v == "ok" for v in checks.values()):
             return {"status": "ok", "checks": checks}
         return problem_response(503, "not-ready", "Not ready", "A dependency is unreachable.", checks=checks)
@@ -109,9 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def prometheus(request: Request) -> Response:
         try:
-            rows = await request.app.state.pool.fetch("SELECT status, n FROM paysaga.payment_status_counts()")
-            for row in rows:
-                metrics.payments_by_status.labels(row["status"]).set(row["n"])
+            for status, n in (await health.payments_by_status(request.app.state.ctx)).items():
+                metrics.payments_by_status.labels(status).set(n)
         except Exception:  # a metrics scrape must not fail because the database blinked
             pass
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -119,5 +107,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(PanGuard)
     app.add_middleware(RequestTimer, metrics=metrics)
     return app
-
-

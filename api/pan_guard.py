@@ -12,6 +12,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paysaga.logs import contains_pan
+from services.errors import MEDIA_TYPE, problem_body
 
 log = structlog.get_logger("paysaga.api")
 
@@ -37,13 +38,11 @@ class PanGuard:
         body = b"".join(chunks)
         if contains_pan(body.decode("utf-8", errors="replace")):
             log.warning("api.pan_refused", path=scope["path"])  # the body itself is never logged
-            payload = json.dumps({
-                "type": "https://paysaga.dev/problems/card-number-refused", "title": "Card number refused",
-                "status": 422, "detail": "Card numbers must never be sent to paysaga. Tokenize the card with "
-                "the payment provider and send the payment method id instead.",
-            }).encode()
+            payload = json.dumps(problem_body(
+                422, "card-number-refused", "Card number refused", "Card numbers must never be sent to paysaga. "
+                "Tokenize the card with the payment provider and send the payment method id instead.")).encode()
             await send({"type": "http.response.start", "status": 422,
-                        "headers": [(b"content-type", b"application/problem+json"),
+                        "headers": [(b"content-type", MEDIA_TYPE.encode()),
                                     (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
             return

@@ -1,4 +1,8 @@
-"""RFC 9457 problem details: every error the API returns, with a stable `type` URI per kind of problem."""
+"""RFC 9457 problem details on every error the API answers, each with a stable `type` URI.
+
+Service errors (`services.errors`) carry their slug and status; this module turns them, validation errors,
+routing errors and unexpected failures into `application/problem+json` responses.
+"""
 
 from __future__ import annotations
 
@@ -11,48 +15,43 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-PROBLEM_BASE = "https://paysaga.dev/problems/"
-MEDIA_TYPE = "application/problem+json"
+from services.errors import MEDIA_TYPE, PROBLEM_BASE, ServiceError, problem_body
+
+__all__ = ["MEDIA_TYPE", "PROBLEM_BASE", "Problem", "install", "problem_response"]
 
 log = structlog.get_logger("paysaga.api")
 
 
-class Problem(Exception):
-    def __init__(self, status: int, slug: str, title: str, detail: str = "", **extra: Any) -> None:
-        super().__init__(detail or title)
-        self.status, self.slug, self.title, self.detail, self.extra = status, slug, title, detail, extra
+class Problem(ServiceError):
+    """A problem only the HTTP edge knows about (a missing header, an overloaded process), with its status."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str = "", *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(slug, title, detail, headers=headers, **extra)
+        self.status = status
 
     def response(self, instance: str | None = None) -> JSONResponse:
-        return problem_response(self.status, self.slug, self.title, self.detail, instance, **self.extra)
-
-    def body(self, instance: str | None = None) -> dict[str, Any]:
-        return problem_body(self.status, self.slug, self.title, self.detail, instance, **self.extra)
+        return error_response(self, instance)
 
 
-def problem_body(
-    status: int, slug: str, title: str, detail: str = "", instance: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail or title}
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return body
-
-
-def problem_response(
-    status: int, slug: str, title: str, detail: str = "", instance: str | None = None, **extra: Any
-) -> JSONResponse:
+def problem_response(status: int, slug: str, title: str, detail: str = "", instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse(problem_body(status, slug, title, detail, instance, **extra), status_code=status,
-                        media_type=MEDIA_TYPE)
+                        media_type=MEDIA_TYPE, headers=headers)
+
+
+def error_response(error: ServiceError, instance: str | None = None) -> JSONResponse:
+    return JSONResponse(error.body(instance), status_code=error.status, media_type=MEDIA_TYPE,
+                        headers=error.headers or None)
 
 
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 415: "unsupported-media-type"}
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return exc.response(request.url.path)
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,7 +75,8 @@ def install(app: FastAPI) -> None:
         # The workflow engine refused or could not be reached: the client may retry (same Idempotency-Key).
         log.error("api.temporal_error", path=request.url.path, status=exc.status.name, message=exc.message)
         return problem_response(503, "temporarily-unavailable", "Try again", "The workflow engine could not take "
-                                "the request; retry with the same Idempotency-Key.", request.url.path)
+                                "the request; retry with the same Idempotency-Key.", request.url.path,
+                                headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

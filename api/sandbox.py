@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from pydantic import StringConstraints
 
-from api.problems import Problem
-from api.schemas import AuthenticateBody
+from api.deps import Ctx
+from contracts.common import Body
+from services import sandbox
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
 
 
+class AuthenticateBody(Body):
+    outcome: Annotated[str, StringConstraints(pattern=r"^(succeed|fail)$")] = "succeed"
+
+
 @router.post("/payment_intents/{intent_id}/authenticate")
-async def authenticate_intent(intent_id: str, request: Request, body: AuthenticateBody | None = None) -> dict[str, Any]:
-    outcome = (body or AuthenticateBody()).outcome
-    try:
-        intent = await request.app.state.sandbox.authenticate(intent_id, outcome == "succeed")
-    except ValueError as exc:
-        raise Problem(409, "not-awaiting-authentication", "Not awaiting authentication", str(exc)) from exc
-    return {"id": intent.id, "object": "payment_intent", "status": intent.status.value}
+async def authenticate_intent(intent_id: str, ctx: Ctx, body: AuthenticateBody | None = None) -> dict[str, Any]:
+    return await sandbox.authenticate(ctx, intent_id, (body or AuthenticateBody()).outcome == "succeed")

@@ -41,7 +41,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 with workflow.unsafe.imports_passed_through():
     import httpx
 
-    from api.stripe_signature import sign_stripe_payload
+    from activities.providers.webhooks.stripe_signature import sign_stripe_payload
 
 
 @workflow.defn

@@ -65,3 +65,11 @@ def settle(status: RefundStatus, outcome: RefundStatus) -> RefundStatus:
     if not outcome.is_terminal:
         raise ValueError(f"{outcome} is not an outcome")
     return outcome
+
+
+def refunded_and_refundable(captured: Money, refunds: Iterable[tuple[Money, RefundStatus]],
+                            payment_completed: bool) -> tuple[Money, Money]:
+    """(what went back, what may still go back). Only a completed payment has anything refundable."""
+    refunds = list(refunds)
+    refunded = sum((a for a, s in refunds if s is RefundStatus.SUCCEEDED), Money.zero(captured.currency))
+    return refunded, refundable(captured, refunds) if payment_completed else Money.zero(captured.currency)

@@ -32,18 +32,15 @@ def risk_bias_report(
     import json
     from datetime import UTC, datetime
 
-    from activities.risk_report import build_bias_report, previous_quarter, render_table, store_report
     from paysaga.db import create_pool
+    from services.risk import bias_report, previous_quarter, render_table
 
     q = quarter or previous_quarter(datetime.now(UTC).date())
 
     async def _run() -> dict:
         pool = await create_pool(get_settings().database_url, max_size=2)
         try:
-            report = await build_bias_report(pool, q)
-            if store:
-                await store_report(pool, report)
-            return report
+            return await bias_report(pool, q, store=store)
         finally:
             await pool.close()
 
@@ -61,14 +58,15 @@ app.add_typer(dlq_app, name="dlq")
 @dlq_app.command("list")
 def dlq_list(limit: Annotated[int, typer.Option()] = 50) -> None:
     """Dead letters of every tenant, newest first (ids and reasons only)."""
-    import asyncpg
+    from paysaga.db import create_pool
+    from services.dead_letters import list_all
 
-    async def _run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(get_settings().database_url)
+    async def _run() -> list:
+        pool = await create_pool(get_settings().database_url, max_size=1)
         try:
-            return await conn.fetch("SELECT * FROM paysaga.open_dead_letters($1)", limit)
+            return await list_all(pool, limit)
         finally:
-            await conn.close()
+            await pool.close()
 
     rows = asyncio.run(_run())
     typer.echo(f"{'id':<44} {'status':<9} {'step':<14} {'created':<20} reason")
@@ -80,27 +78,20 @@ def dlq_list(limit: Annotated[int, typer.Option()] = 50) -> None:
 @dlq_app.command("replay")
 def dlq_replay(dlq_id: str) -> None:
     """Retry a dead-lettered step once (a second replay of the same id is refused)."""
-    import asyncpg
-
-    from api.dead_letters import replay_dead_letter
-    from api.problems import Problem
-    from worker import connect_client
+    from paysaga.db import create_pool
+    from paysaga.temporal import connect_client
+    from services.dead_letters import replay_any
+    from services.errors import ServiceError
 
     async def _run() -> str:
         settings = get_settings()
-        conn = await asyncpg.connect(settings.database_url)
+        pool = await create_pool(settings.database_url, max_size=1)
         try:
-            rows = await conn.fetch("SELECT * FROM paysaga.open_dead_letters(100000)")
-        finally:
-            await conn.close()
-        match = [r for r in rows if r["dlq_id"] == dlq_id]
-        if not match:
-            raise typer.BadParameter(f"no dead letter {dlq_id}")
-        client = await connect_client(settings)
-        try:
-            result = await replay_dead_letter(client, match[0]["workflow_id"], dlq_id, "cli")
-        except Problem as exc:
+            result = await replay_any(pool, await connect_client(settings), dlq_id, "cli")
+        except ServiceError as exc:
             raise typer.BadParameter(exc.detail) from exc
+        finally:
+            await pool.close()
         return result.status
 
     typer.echo(f"{dlq_id}: {asyncio.run(_run())}")
@@ -151,20 +142,15 @@ def reconcile(
 ) -> None:
     """Run one reconciliation of stuck pending/processing payments now (the Schedule runs it every 5 min)."""
     import json
-    import uuid
 
-    from worker import connect_client
-    from workflows.contracts import ReconcileInput, ReconcileReport
-    from workflows.reconcile import ReconcileWorkflow
+    from contracts.reconciliation import ReconcileInput, ReconcileReport
+    from paysaga.temporal import connect_client
+    from services.reconciliation import run_now
 
     async def _run() -> ReconcileReport:
         settings = get_settings()
-        client = await connect_client(settings)
-        return await client.execute_workflow(
-            ReconcileWorkflow.run, ReconcileInput(older_than_seconds=older_than, limit=limit, dry_run=dry_run),
-            id=f"reconcile-manual-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
-            result_type=ReconcileReport,
-        )
+        return await run_now(await connect_client(settings), settings.task_queue,
+                             ReconcileInput(older_than_seconds=older_than, limit=limit, dry_run=dry_run))
 
     typer.echo(json.dumps(asyncio.run(_run()).model_dump(), indent=2))
 
@@ -175,7 +161,7 @@ def tenants_create(
     role: Annotated[list[str], typer.Option("--role", help="payments | finance | admin (repeatable)")] = ["payments"],  # noqa: B006
 ) -> None:
     """Create a tenant and print its API key (shown once)."""
-    from paysaga.tenants import create_tenant
+    from services.tenants import create_tenant
 
     settings = get_settings()
     if not settings.database_admin_url:
@@ -193,7 +179,7 @@ def dev(
 ) -> None:
     """Start the embedded stack: Postgres, Temporal dev server + UI, migrations, worker, API, a demo tenant."""
     from paysaga import devstack
-    from paysaga.tenants import create_tenant
+    from services.tenants import create_tenant
 
     settings = get_settings()
     data = settings.data_dir.resolve()

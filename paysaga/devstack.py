@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from workflows import search_attributes
+from contracts import search_attributes
 
 DB_NAME = "paysaga"
 APP_ROLE = "paysaga_app"

@@ -18,10 +18,9 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from contracts.reconciliation import RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW, ReconcileInput
+from contracts.risk import RISK_BIAS_REPORT_SCHEDULE_ID, RISK_BIAS_REPORT_WORKFLOW
 from paysaga.settings import Settings
-from workflows import risk_report
-from workflows.contracts import ReconcileInput
-from workflows.reconcile import SCHEDULE_ID, ReconcileWorkflow
 
 log = structlog.get_logger("paysaga.schedules")
 
@@ -29,9 +28,9 @@ log = structlog.get_logger("paysaga.schedules")
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     reconcile = Schedule(
         action=ScheduleActionStartWorkflow(
-            ReconcileWorkflow.run,
-            ReconcileInput(older_than_seconds=settings.reconcile_older_than_seconds,
-                           limit=settings.reconcile_batch_limit),
+            RECONCILE_WORKFLOW,
+            args=[ReconcileInput(older_than_seconds=settings.reconcile_older_than_seconds,
+                           limit=settings.reconcile_batch_limit)],
             id="reconcile-run", task_queue=settings.task_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconcile_every_seconds))]),
@@ -39,7 +38,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     )
     bias_report = Schedule(
         action=ScheduleActionStartWorkflow(
-            risk_report.RiskBiasReportWorkflow.run, None, id="risk-bias-report-run", task_queue=settings.task_queue),
+            RISK_BIAS_REPORT_WORKFLOW, args=[None], id="risk-bias-report-run", task_queue=settings.task_queue),
         # 03:00 UTC on the first day of each quarter: the report of the quarter that just ended.
         spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(
             month=[ScheduleRange(1), ScheduleRange(4), ScheduleRange(7), ScheduleRange(10)],
@@ -47,7 +46,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             second=[ScheduleRange(0)])], time_zone_name="UTC"),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    for schedule_id, schedule in ((SCHEDULE_ID, reconcile), (risk_report.SCHEDULE_ID, bias_report)):
+    for schedule_id, schedule in ((RECONCILE_SCHEDULE_ID, reconcile), (RISK_BIAS_REPORT_SCHEDULE_ID, bias_report)):
         try:
             await client.create_schedule(schedule_id, schedule)
             log.info("schedule.created", schedule_id=schedule_id)

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
 
     # --- the payment saga ----------------------------------------------------------------------------------
     webhook_wait_seconds: float = Field(default=30.0, description="Poll the provider if no webhook by then")
+    poll_max_interval_seconds: float = Field(
+        default=900.0, description="Polls back off from webhook_wait_seconds, doubling, up to this")
     settlement_timeout_seconds: float = Field(default=86_400.0, description="Give up polling after this")
     three_ds_timeout_seconds: float = Field(default=900.0, description="Abandoned 3-D Secure → canceled")
     provider_call_timeout_seconds: float = Field(default=30.0, description="start_to_close of one provider call")

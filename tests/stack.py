@@ -18,17 +18,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from contracts import search_attributes as sa
 from paysaga import devstack
 from paysaga.db import create_pool
 from paysaga.settings import Settings
-from paysaga.tenants import create_tenant
+from services.tenants import create_tenant
 from worker import running_worker
-from workflows import search_attributes as sa
 
 
 def docker_answers() -> bool:
@@ -100,6 +101,7 @@ class Stack:
     db: Databases
     base_url: str
     admin_pool: object  # asyncpg.Pool as owner, for assertions
+    app: FastAPI  # the API under test (its state holds the service context and the webhook dispatch table)
 
     async def new_tenant(self, roles: list[str] | None = None) -> tuple[str, str]:
         return await create_tenant(self.db.admin_url, f"t-{uuid.uuid4().hex[:6]}", roles or ["payments", "admin"])
@@ -126,14 +128,15 @@ async def running_stack(workdir: Path) -> AsyncIterator[Stack]:
         port = devstack.free_port()
         settings = test_settings(db, client, port)
         admin_pool = await create_pool(db.admin_url, max_size=4)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+        app = create_app(settings)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", access_log=False))
         api_task = asyncio.create_task(server.serve())
         try:
             async with running_worker(client, settings):
                 while not server.started:
                     await asyncio.sleep(0.05)
-                yield Stack(settings, client, db, f"http://127.0.0.1:{port}", admin_pool)
+                yield Stack(settings, client, db, f"http://127.0.0.1:{port}", admin_pool, app)
         finally:
             server.should_exit = True
             with suppress(Exception):

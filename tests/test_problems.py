@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from api import problems
 from api.problems import MEDIA_TYPE, PROBLEM_BASE, Problem
-from api.schemas import CancelBody, PaymentCreate, payment_json
+from contracts.payments import CancelBody, PaymentCreate, PaymentView
 from domain.payment import PaymentStatus
-from workflows.contracts import PaymentView
+from services.payments import payment_json
 
 SECRET = "sk_live_SUPERSECRETVALUE_9f8e7d"
 

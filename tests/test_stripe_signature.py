@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.stripe_signature import SignatureError, sign_stripe_payload, verify_stripe_signature
+from activities.providers.webhooks.stripe_signature import SignatureError, sign_stripe_payload, verify_stripe_signature
 
 SECRET = "whsec_current"
 OLD_SECRET = "whsec_previous"

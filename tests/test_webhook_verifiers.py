@@ -10,19 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.stripe_signature import sign_stripe_payload, verify_stripe_signature
-from api.webhook_events import (
-    KIND_HANDLERS,
-    PAYMENT_FAILED,
+from activities.providers.webhooks.events import (
     MalformedEvent,
     normalize,
     parse_generic,
     parse_stripe,
     peek_generic_tenant,
     peek_tenant,
-    register_kind_handler,
 )
-from api.webhook_verifiers import (
+from activities.providers.webhooks.stripe_signature import sign_stripe_payload, verify_stripe_signature
+from activities.providers.webhooks.verifiers import (
     VERIFIERS,
     HmacVerifier,
     SignatureError,
@@ -30,6 +27,7 @@ from api.webhook_verifiers import (
     header_value,
     sign_hmac_payload,
 )
+from domain.intents import PAYMENT_FAILED_EVENT as PAYMENT_FAILED
 
 NOW = 1_700_000_000
 SECRET = "whsec_generic_current_0123"
@@ -306,16 +304,10 @@ def test_normalize_only_ever_raises_malformed_event(body: bytes) -> None:
         peek_tenant(fmt, body)
 
 
-def test_register_kind_handler() -> None:
-    async def handler(request: object, event: object) -> tuple[str, dict[str, object]]:
-        return "accepted", {}
+def test_webhook_dispatch_is_an_explicit_table() -> None:
+    """Handlers are not registered by importing their modules: the app is built with this table."""
+    from api.app import WEBHOOK_HANDLERS
+    from services import disputes, payments, refunds
 
-    before = dict(KIND_HANDLERS)
-    try:
-        assert register_kind_handler("dispute")(handler) is handler
-        assert KIND_HANDLERS["dispute"] is handler
-        with pytest.raises(ValueError):
-            register_kind_handler("payment")
-    finally:
-        KIND_HANDLERS.clear()
-        KIND_HANDLERS.update(before)
+    assert WEBHOOK_HANDLERS == {"payment": payments.on_webhook, "refund": refunds.on_webhook,
+                                "dispute": disputes.on_webhook}

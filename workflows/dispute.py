@@ -22,80 +22,68 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.disputes import DisputeActivities
     from activities.notifications import NotificationActivities
-    from domain.dispute import DisputeStatus, from_provider, moves, outcome
-    from domain.money import Money
-    from workflows.contracts import (
+    from contracts import disputes as c
+    from contracts.disputes import (
         AcceptRequest,
         DisputeChange,
         DisputeEvent,
         DisputeInput,
         DisputeView,
         EvidenceRequest,
-        Notification,
         ProviderDispute,
         SubmitDisputeEvidence,
     )
-    from workflows.policies import (
-        DB_RETRY,
+    from contracts.errors import (
+        INVALID_EVIDENCE,
         INVALID_REQUEST,
-        NON_RETRYABLE,
-        PROVIDER_RETRY,
-        PROVIDER_SCHEDULE_TO_CLOSE,
+        NOT_ACCEPTABLE,
+        NOT_ACCEPTING_EVIDENCE,
+        PROVIDER_REFUSED,
+        PROVIDER_UNAVAILABLE,
     )
+    from contracts.notifications import Notification
+    from domain.dispute import DisputeStatus, from_provider, moves, outcome
+    from domain.money import Money
+    from workflows.policies import (
+        INTERACTIVE_RETRY,
+        INTERACTIVE_SCHEDULE_TO_CLOSE,
+        NOTIFY_RETRY,
+        NOTIFY_SCHEDULE_TO_CLOSE,
+        NOTIFY_TIMEOUT,
+    )
+    from workflows.steps import Inbox, ProviderPolicy, finish, local_step, provider_call
 
-# Provider calls made for an update have a caller waiting on the other end of an HTTP request: fewer, faster tries.
-INTERACTIVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                                maximum_interval=timedelta(seconds=10), maximum_attempts=4,
-                                non_retryable_error_types=NON_RETRYABLE)
-INTERACTIVE_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                           maximum_interval=timedelta(minutes=5), maximum_attempts=20)
-
-CLOSED = "charge.dispute.closed"
-FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
-FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
-
-# ApplicationError types the updates answer with (api/disputes.py maps them to problems).
-NOT_ACCEPTING_EVIDENCE = "NotAcceptingEvidence"
-NOT_ACCEPTABLE = "NotAcceptable"
-PROVIDER_REFUSED = "ProviderRefused"
-PROVIDER_UNAVAILABLE = "ProviderUnavailable"
-INVALID_EVIDENCE = "InvalidEvidence"
+A = DisputeActivities
 
 
-@workflow.defn
+@workflow.defn(name=c.DISPUTE_WORKFLOW)
 class DisputeWorkflow:
     def __init__(self) -> None:
         self._inp: DisputeInput | None = None
         self._view: DisputeView | None = None
-        self._events: list[DisputeEvent] = []
-        self._seen: set[str] = set()
+        self._events: Inbox[DisputeEvent] = Inbox(lambda e: e.event_id)
         self._lock = asyncio.Lock()
         self._version = 0  # bumped on every change, so the main loop re-plans its timers
         self._reminders: list[float] = []  # offsets (seconds before the deadline) still to remind at
         self._deadline_passed = False
 
     # --- messages -------------------------------------------------------------------------------------------
-    @workflow.signal
+    @workflow.signal(name=c.PROVIDER_EVENT_SIGNAL)
     def provider_event(self, event: DisputeEvent) -> None:
-        if event.event_id in self._seen:  # webhooks arrive more than once; act on each id once
-            return
-        self._seen.add(event.event_id)
-        self._events.append(event)
+        self._events.offer(event)  # webhooks arrive more than once; each id is acted on once
 
-    @workflow.update
+    @workflow.update(name=c.SUBMIT_EVIDENCE_UPDATE)
     async def submit_evidence(self, req: EvidenceRequest) -> DisputeView:
         async with self._lock:
             self._check_takes_evidence()  # again: the dispute may have moved while this waited for the lock
             assert self._inp is not None and self._view is not None
             answer: ProviderDispute = await self._interactive(
-                DisputeActivities.submit_dispute_evidence, SubmitDisputeEvidence(
+                A.submit_dispute_evidence, SubmitDisputeEvidence(
                     provider_dispute_id=self._inp.provider_dispute_id, evidence=req.evidence, submit=req.submit,
                     idempotency_key=f"{self._inp.dispute_id}:evidence:{req.request_id}"))
             await self._change(
@@ -113,12 +101,12 @@ class DisputeWorkflow:
             raise ApplicationError("no evidence given", type=INVALID_EVIDENCE)
         self._check_takes_evidence()
 
-    @workflow.update
+    @workflow.update(name=c.ACCEPT_UPDATE)
     async def accept(self, req: AcceptRequest) -> DisputeView:
         async with self._lock:
             self._check_acceptable()
             assert self._inp is not None
-            answer: ProviderDispute = await self._interactive(DisputeActivities.accept_dispute,
+            answer: ProviderDispute = await self._interactive(A.accept_dispute,
                                                               self._inp.provider_dispute_id)
             if not self._final:
                 await self._change(status=DisputeStatus.ACCEPTED, actor=req.actor)
@@ -139,9 +127,9 @@ class DisputeWorkflow:
     async def run(self, inp: DisputeInput) -> DisputeView:
         self._inp = inp
         async with self._lock:
-            self._view = await self._local(DisputeActivities.record_dispute, inp)
+            self._view = await local_step(A.record_dispute, inp)
             if self._final:  # a re-run after the dispute was already closed (e.g. a reset)
-                return self._view
+                return await finish(self._view)
             due = self._due
             now = workflow.now()
             self._reminders = sorted((o for o in inp.reminder_offsets_seconds
@@ -151,7 +139,7 @@ class DisputeWorkflow:
         while not self._final:
             async with self._lock:
                 while self._events and not self._final:
-                    await self._on_event(self._events.pop(0))
+                    await self._on_event(self._events.pop())
             if self._final:
                 break
             delay, action = self._next_wake()
@@ -168,9 +156,8 @@ class DisputeWorkflow:
                     await self._on_timer(action)
         async with self._lock:
             await self._notify_outcome()
-        await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._view is not None
-        return self._view
+        return await finish(self._view)
 
     def _next_wake(self) -> tuple[timedelta, str]:
         """The next timer: a reminder, the evidence deadline, or (no evidence can be added) a provider poll."""
@@ -201,8 +188,9 @@ class DisputeWorkflow:
                                {"evidence_due_by": due.isoformat() if due else None})
         else:
             try:
-                polled: ProviderDispute = await self._provider(DisputeActivities.get_dispute,
-                                                               self._inp.provider_dispute_id)
+                polled: ProviderDispute = await provider_call(
+                    A.get_dispute, self._inp.provider_dispute_id,
+                    ProviderPolicy.of(self._inp.provider_call_timeout_seconds))
             except ActivityError as err:  # keep waiting: the webhook, or the next poll, will tell
                 workflow.logger.warning("dispute poll failed", extra={"error": str(err.cause or err)})
                 return
@@ -211,10 +199,10 @@ class DisputeWorkflow:
     async def _on_event(self, event: DisputeEvent) -> None:
         assert self._inp is not None and self._view is not None
         actor = f"webhook:{event.event_id}"
-        if event.type == FUNDS_WITHDRAWN and self._view.funds_withdrawn_micros == 0:
+        if event.type == c.FUNDS_WITHDRAWN and self._view.funds_withdrawn_micros == 0:
             await self._change(event="dispute.funds_withdrawn", funds_withdrawn_micros=self._inp.amount_micros,
                                actor=actor)
-        elif event.type == FUNDS_REINSTATED and self._view.funds_reinstated_micros == 0:
+        elif event.type == c.FUNDS_REINSTATED and self._view.funds_reinstated_micros == 0:
             await self._change(event="dispute.funds_reinstated", funds_reinstated_micros=self._reinstated,
                                actor=actor)
         if not self._final:
@@ -268,7 +256,7 @@ class DisputeWorkflow:
 
     async def _change(self, *, actor: str, status: DisputeStatus | None = None, **fields: Any) -> None:
         assert self._inp is not None and self._view is not None
-        self._view = await self._local(DisputeActivities.apply_dispute_change, DisputeChange(
+        self._view = await local_step(A.apply_dispute_change, DisputeChange(
             tenant_id=self._inp.tenant_id, dispute_id=self._inp.dispute_id, expected_seq=self._view.event_seq,
             status=status.value if status else None, actor=actor, correlation_id=workflow.info().workflow_id,
             **{k: v for k, v in fields.items() if v is not None}))
@@ -285,20 +273,10 @@ class DisputeWorkflow:
                   "provider_dispute_id": view.provider_dispute_id, **data})
         try:
             await workflow.execute_activity(
-                NotificationActivities.send_notification, note, start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=6), retry_policy=NOTIFY_RETRY)
+                NotificationActivities.send_notification, note, start_to_close_timeout=NOTIFY_TIMEOUT,
+                schedule_to_close_timeout=NOTIFY_SCHEDULE_TO_CLOSE, retry_policy=NOTIFY_RETRY)
         except ActivityError as err:
             workflow.logger.error("dispute notification failed", extra={"kind": kind, "error": str(err.cause or err)})
-
-    async def _local(self, fn: Any, arg: Any) -> Any:
-        return await workflow.execute_local_activity(
-            fn, arg, start_to_close_timeout=timedelta(seconds=10), retry_policy=DB_RETRY)
-
-    async def _provider(self, fn: Any, arg: Any) -> Any:
-        assert self._inp is not None
-        return await workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
-            schedule_to_close_timeout=PROVIDER_SCHEDULE_TO_CLOSE, retry_policy=PROVIDER_RETRY)
 
     async def _interactive(self, fn: Any, arg: Any) -> Any:
         """A provider call for an update: its failure fails the update (a problem for the caller), not the run."""

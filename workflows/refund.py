@@ -11,14 +11,15 @@ the refund `pending` — it still holds its share of the refundable amount — a
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
-    from workflows.contracts import (
+    from contracts import refunds as c
+    from contracts.errors import SETTLEMENT_TIMEOUT
+    from contracts.refunds import (
         ProviderRefund,
         RecordedRefund,
         RefundEvent,
@@ -28,22 +29,23 @@ with workflow.unsafe.imports_passed_through():
         SettleRefund,
         SubmitRefund,
     )
-    from workflows.policies import DB_RETRY, PROVIDER_RETRY
+    from domain.refund import RefundStatus
+    from workflows.steps import Inbox, ProviderPolicy, finish, local_step, provider_call
 
-FINAL = {"succeeded", "failed", "canceled"}
+A = RefundActivities
+FINAL = {s.value for s in RefundStatus if s.is_terminal}
 
 
-@workflow.defn
+@workflow.defn(name=c.REFUND_WORKFLOW)
 class RefundWorkflow:
     def __init__(self) -> None:
         self._inp: RefundInput | None = None
         self._view: RefundView | None = None
         self._rejection: RefundRejection | None = None
         self._submitted = False
-        self._events: list[RefundEvent] = []
-        self._seen: set[str] = set()
+        self._events: Inbox[RefundEvent] = Inbox(lambda e: e.event_id)
 
-    @workflow.update
+    @workflow.update(name=c.SUBMITTED_UPDATE)
     async def submitted(self) -> RefundView:
         """Answers once the provider has the refund, or refuses with the reason it was not allowed."""
         await workflow.wait_condition(lambda: self._submitted or self._rejection is not None or self._final)
@@ -52,11 +54,9 @@ class RefundWorkflow:
         assert self._view is not None
         return self._view
 
-    @workflow.signal
+    @workflow.signal(name=c.PROVIDER_EVENT_SIGNAL)
     def provider_event(self, event: RefundEvent) -> None:
-        if event.event_id not in self._seen:
-            self._seen.add(event.event_id)
-            self._events.append(event)
+        self._events.offer(event)
 
     @workflow.query
     def status(self) -> RefundView | None:
@@ -65,16 +65,17 @@ class RefundWorkflow:
     @workflow.run
     async def run(self, inp: RefundInput) -> RefundView | None:
         self._inp = inp
-        recorded: RecordedRefund = await self._local(RefundActivities.record_refund, inp)
+        policy = ProviderPolicy.of(inp.provider_call_timeout_seconds)
+        recorded: RecordedRefund = await local_step(A.record_refund, inp)
         if recorded.rejection is not None:
             self._rejection = recorded.rejection
-            return None
+            return await finish(None)
         self._view = recorded.view
         if self._final:
-            return self._view
-        answer: ProviderRefund = await self._provider(RefundActivities.submit_refund, SubmitRefund(
-            tenant_id=inp.tenant_id, refund_id=inp.refund_id, payment_id=inp.payment_id))
-        self._view = await self._local(RefundActivities.attach_provider_refund, self._settle_req("pending", answer))
+            return await finish(self._view)
+        answer: ProviderRefund = await provider_call(A.submit_refund, SubmitRefund(
+            tenant_id=inp.tenant_id, refund_id=inp.refund_id, payment_id=inp.payment_id), policy)
+        self._view = await local_step(A.attach_provider_refund, self._settle_req("pending", answer))
         self._submitted = True
         await self._apply(answer.status, answer, "provider")
         started = workflow.now()
@@ -84,25 +85,25 @@ class RefundWorkflow:
                                               timeout=timedelta(seconds=inp.webhook_wait_seconds))
             except TimeoutError:
                 if workflow.now() - started >= timedelta(seconds=inp.settlement_timeout_seconds):
-                    raise ApplicationError("refund not settled in time", type="SettlementTimeout") from None
-                polled: ProviderRefund = await self._provider(RefundActivities.get_refund, answer.id)
+                    raise ApplicationError("refund not settled in time", type=SETTLEMENT_TIMEOUT) from None
+                polled: ProviderRefund = await provider_call(A.get_refund, answer.id, policy)
                 await self._apply(polled.status, polled, "poll")
                 continue
             while self._events and not self._final:
-                event = self._events.pop(0)
+                event = self._events.pop()
                 await self._apply(event.status, ProviderRefund(id=event.provider_refund_id or answer.id,
                                                                status=event.status,
                                                                failure_reason=event.failure_reason),
                                   f"webhook:{event.event_id}")
-        return self._view
+        return await finish(self._view)
 
     @property
     def _final(self) -> bool:
-        return self._view is not None and self._view.status in FINAL
+        return self._view is not None and RefundStatus(self._view.status).is_terminal
 
     async def _apply(self, status: str, answer: ProviderRefund, actor: str) -> None:
         if status in FINAL and not self._final:
-            self._view = await self._local(RefundActivities.settle_refund, self._settle_req(status, answer, actor))
+            self._view = await local_step(A.settle_refund, self._settle_req(status, answer, actor))
 
     def _settle_req(self, outcome: str, answer: ProviderRefund, actor: str = "workflow") -> SettleRefund:
         assert self._inp is not None
@@ -111,13 +112,3 @@ class RefundWorkflow:
             provider_refund_id=answer.id, failure_code=answer.failure_reason if outcome == "failed" else None,
             actor=actor, correlation_id=workflow.info().workflow_id,
         )
-
-    async def _local(self, fn: Any, arg: Any) -> Any:
-        return await workflow.execute_local_activity(
-            fn, arg, start_to_close_timeout=timedelta(seconds=10), retry_policy=DB_RETRY)
-
-    async def _provider(self, fn: Any, arg: Any) -> Any:
-        assert self._inp is not None
-        return await workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timedelta(seconds=self._inp.provider_call_timeout_seconds),
-            schedule_to_close_timeout=timedelta(hours=23), retry_policy=PROVIDER_RETRY)

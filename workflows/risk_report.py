@@ -6,21 +6,21 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.risk_report import RiskReportActivities, previous_quarter
-    from workflows.policies import INVALID_REQUEST
+    from contracts.risk import RISK_BIAS_REPORT_WORKFLOW
+    from workflows.policies import REPORT_RETRY
+    from workflows.steps import finish
 
-SCHEDULE_ID = "paysaga-risk-bias-report"
 
-
-@workflow.defn
+@workflow.defn(name=RISK_BIAS_REPORT_WORKFLOW)
 class RiskBiasReportWorkflow:
     @workflow.run
     async def run(self, quarter: str | None = None) -> dict[str, Any]:
         q = quarter or previous_quarter(workflow.now().date())  # the Schedule fires in the quarter after
-        return await workflow.execute_activity(
+        report: dict[str, Any] = await workflow.execute_activity(
             RiskReportActivities.generate_bias_report, q, start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=[INVALID_REQUEST]),
+            retry_policy=REPORT_RETRY,
         )
+        return await finish(report)

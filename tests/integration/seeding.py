@@ -6,9 +6,9 @@ import uuid
 
 import asyncpg
 
-from activities import payment_store
+from activities.stores import payments as payment_store
+from contracts.payments import PaymentInput
 from paysaga.db import tenant_tx
-from workflows.contracts import PaymentInput
 
 
 async def seed_payment(pool: asyncpg.Pool, tenant_id: str, provider: str = "sandbox") -> str:

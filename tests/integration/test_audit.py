@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.auth import new_api_key
+from services.tenants import new_api_key
 from tests.integration.helpers import customer_with_method, pay
 from tests.stack import Stack
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from activities import payment_store
+from activities.stores import payments as payment_store
+from domain.payment import Transition as T
+from domain.payment import TransitionCommand
 from paysaga.db import create_pool, tenant_tx
 from tests.integration.seeding import seed_payment
 from tests.stack import Stack
@@ -113,14 +115,14 @@ async def test_transition_writes_row_event_and_outbox_together(stack: Stack, app
     pid = await seed_payment(app_pool, tid)
     async with tenant_tx(app_pool, tid) as conn:
         view, changed = await payment_store.apply_transition(
-            conn, pid, "mark_processing", {"provider_intent_id": "pi_1"}, {}, "test", "corr-1")
+            conn, pid, TransitionCommand(T.MARK_PROCESSING, provider_intent_id="pi_1"), {}, "test", "corr-1")
         assert changed and view.status == "processing"
         again, changed = await payment_store.apply_transition(  # a retried activity: no second event
-            conn, pid, "mark_processing", {"provider_intent_id": "pi_1"}, {}, "test", "corr-1")
+            conn, pid, TransitionCommand(T.MARK_PROCESSING, provider_intent_id="pi_1"), {}, "test", "corr-1")
         assert not changed and again.status == "processing"
     with pytest.raises(asyncpg.CheckViolationError):  # a failing transaction leaves none of the three behind
         async with tenant_tx(app_pool, tid) as conn:
-            await payment_store.apply_transition(conn, pid, "mark_completed", {}, {}, "test", "corr-1")
+            await payment_store.apply_transition(conn, pid, TransitionCommand(T.MARK_COMPLETED), {}, "test", "corr-1")
             await conn.execute("UPDATE paysaga.payments SET status = 'pending' WHERE payment_id = $1", pid)
     async with tenant_tx(app_pool, tid) as conn:
         events = await conn.fetch(
@@ -137,11 +139,12 @@ async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, a
     first must not fail against the row the second left behind."""
     tid, _ = await stack.new_tenant()
     pid = await seed_payment(app_pool, tid)
-    steps = [("mark_processing", {"provider_intent_id": "pi_1"}, 1), ("mark_completed", {}, 2)]
+    steps = [(TransitionCommand(T.MARK_PROCESSING, provider_intent_id="pi_1"), 1),
+             (TransitionCommand(T.MARK_COMPLETED), 2)]
     async with tenant_tx(app_pool, tid) as conn:
-        for name, kwargs, seen in steps:
-            _, changed = await payment_store.apply_transition(conn, pid, name, kwargs, {}, "t", "c", seen)
+        for command, seen in steps:
+            _, changed = await payment_store.apply_transition(conn, pid, command, {}, "t", "c", seen)
             assert changed
-        for name, kwargs, seen in steps:  # the re-run
-            view, changed = await payment_store.apply_transition(conn, pid, name, kwargs, {}, "t", "c", seen)
+        for command, seen in steps:  # the re-run
+            view, changed = await payment_store.apply_transition(conn, pid, command, {}, "t", "c", seen)
             assert not changed and view.status == "completed" and view.event_seq == 3

@@ -6,8 +6,8 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts import search_attributes as sa
 from paysaga import devstack
-from workflows import search_attributes as sa
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ import asyncpg
 import httpx
 import pytest
 
+from contracts import search_attributes as sa
+from contracts.disputes import DisputeView
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.integration.webhook_helpers import post_event
 from tests.recording import record_history
 from tests.stack import Stack
-from workflows import search_attributes as sa
-from workflows.contracts import DisputeView
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pytest
 
 from activities.risk_report import quarter_of
+from contracts import search_attributes as sa
 from tests.integration.helpers import pay, wait_status
 from tests.recording import record_history
 from tests.stack import Stack
-from workflows import search_attributes as sa
 from workflows.risk_report import RiskBiasReportWorkflow
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from activities.providers.base import CardDeclined, CreateIntent, IntentStatus, ProviderUnavailable
 from activities.providers.stripe_provider import StripeProvider
-from api.stripe_signature import SignatureError, verify_stripe_signature
+from activities.providers.webhooks.stripe_signature import SignatureError, verify_stripe_signature
 
 pytestmark = pytest.mark.integration
 

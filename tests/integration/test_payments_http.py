@@ -240,7 +240,7 @@ async def test_bad_requests_are_problems_not_500s(stack: Stack, tenant: tuple[st
 async def test_bad_webhooks_are_400(stack: Stack, case: str) -> None:
     import time
 
-    from api.stripe_signature import sign_stripe_payload
+    from activities.providers.webhooks.stripe_signature import sign_stripe_payload
 
     secret = stack.settings.webhook_secret_list[0]
     body = {"not_utf8": b"\xff\xfe\x00", "not_json": b"{nope", "not_event": b"[1, 2]"}.get(case, b'{"id": "evt"}')

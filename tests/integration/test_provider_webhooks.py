@@ -16,10 +16,11 @@ import asyncpg
 import httpx
 import pytest
 
-from activities import payment_store
+from activities.providers.webhooks.verifiers import VERIFIERS, HmacVerifier
+from activities.stores import payments as payment_store
 from api.problems import Problem
-from api.webhook_events import KIND_HANDLERS, NormalizedEvent
-from api.webhook_verifiers import VERIFIERS, HmacVerifier
+from contracts.webhooks import NormalizedEvent
+from domain.payment import Transition, TransitionCommand
 from paysaga.db import create_pool, tenant_tx
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.integration.seeding import seed_payment
@@ -305,7 +306,8 @@ async def test_signed_junk_is_never_a_500(stack: Stack, tenant: tuple[str, str])
 
 # --- other kinds: the handler registry ------------------------------------------------------------------------
 async def test_refund_events_without_and_with_a_registered_handler(stack: Stack, tenant: tuple[str, str]) -> None:
-    original = KIND_HANDLERS.pop("refund", None)  # the app's own refund handler (api/refunds.py), put back below
+    handlers = stack.app.state.webhooks.handlers  # the app's dispatch table
+    original = handlers.pop("refund", None)  # the app's own refund handler (services/refunds.py), put back below
     event = generic_event(tenant[0], "ref_1", "refund.succeeded", data={"amount": "5.00"})
     r = await post_generic(stack, event)
     assert r.json() == {"received": True, "ignored": "refund events not handled"}
@@ -314,15 +316,14 @@ async def test_refund_events_without_and_with_a_registered_handler(stack: Stack,
     seen: list[NormalizedEvent] = []
     fail: list[Exception] = []
 
-    async def on_refund(request: Any, ev: NormalizedEvent) -> tuple[str, dict[str, Any]]:
-        conn = request.state.webhook_tx
+    async def on_refund(ctx: Any, conn: Any, ev: NormalizedEvent) -> tuple[str, dict[str, Any]]:
         assert await conn.fetchval("SELECT paysaga.current_tenant()::text") == ev.tenant_id
         if fail:
             raise fail.pop()
         seen.append(ev)
         return "accepted", {"received": True, "refund": ev.reference_id}
 
-    KIND_HANDLERS["refund"] = on_refund
+    handlers["refund"] = on_refund
     try:
         fresh = generic_event(tenant[0], "ref_2", "refund.succeeded", data={"amount": "5.00"})
         fail.append(RuntimeError("refund store down"))
@@ -337,14 +338,14 @@ async def test_refund_events_without_and_with_a_registered_handler(stack: Stack,
         assert [(e.kind, e.event_type, e.raw["data"]) for e in seen] == [("refund", "refund.succeeded",
                                                                            {"amount": "5.00"})]
     finally:
-        KIND_HANDLERS.pop("refund", None)
+        handlers.pop("refund", None)
         if original is not None:
-            KIND_HANDLERS["refund"] = original
+            handlers["refund"] = original
 
 
 # --- Stripe on the new path, and the alias --------------------------------------------------------------------
 async def test_stripe_events_on_the_provider_path_and_the_alias(stack: Stack, tenant: tuple[str, str]) -> None:
-    from api.stripe_signature import sign_stripe_payload
+    from activities.providers.webhooks.stripe_signature import sign_stripe_payload
 
     payment = await pending_payment(stack, tenant)
     event = intent_event(payment, tenant[0], "succeeded")
@@ -380,13 +381,14 @@ async def test_a_rail_cannot_settle_another_rails_payment(
     tid = tenant[0]
     pid = await seed_payment(app_pool, tid, provider="stripe")
     async with tenant_tx(app_pool, tid) as conn:
-        await payment_store.apply_transition(conn, pid, "mark_processing", {"provider_intent_id": "pi_x"}, {},
-                                             "test", "test")
+        await payment_store.apply_transition(
+            conn, pid, TransitionCommand(Transition.MARK_PROCESSING, provider_intent_id="pi_x"), {}, "test", "test")
     r = await post_generic(stack, generic_event(tid, pid))  # a valid signature, but of the generic rail
     assert r.status_code == 200 and r.json()["ignored"] == "payment belongs to rail stripe"
     assert await stack.admin_pool.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid) \
         == "processing"
     # leave nothing stuck for the reconciliation tests: settle it as its own rail would
     async with tenant_tx(app_pool, tid) as conn:
-        await payment_store.apply_transition(conn, pid, "mark_failed", {"code": "test", "message": ""}, {},
-                                             "test", "test")
+        await payment_store.apply_transition(
+            conn, pid, TransitionCommand(Transition.MARK_FAILED, failure_code="test", failure_message=""), {},
+            "test", "test")

@@ -7,13 +7,14 @@ import uuid
 
 import pytest
 
+from contracts.reconciliation import RECONCILE_SCHEDULE_ID as SCHEDULE_ID
+from contracts.reconciliation import ReconcileInput, ReconcileReport
+from contracts.risk import RISK_BIAS_REPORT_SCHEDULE_ID
 from paysaga.schedules import ensure_schedules
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.recording import record_history
 from tests.stack import Stack
-from workflows import risk_report
-from workflows.contracts import ReconcileInput, ReconcileReport
-from workflows.reconcile import SCHEDULE_ID, ReconcileWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ async def test_dropped_webhooks_are_reconciled(stack: Stack, tenant: tuple[str, 
 async def test_schedules_are_created_once(stack: Stack) -> None:
     await ensure_schedules(stack.client, stack.settings)
     await ensure_schedules(stack.client, stack.settings)  # a second worker start changes nothing
-    expected = {SCHEDULE_ID: "ReconcileWorkflow", risk_report.SCHEDULE_ID: "RiskBiasReportWorkflow"}
+    expected = {SCHEDULE_ID: "ReconcileWorkflow", RISK_BIAS_REPORT_SCHEDULE_ID: "RiskBiasReportWorkflow"}
     for schedule_id, workflow_type in expected.items():
         handle = stack.client.get_schedule_handle(schedule_id)
         try:

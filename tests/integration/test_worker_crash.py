@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
+from contracts.payments import PaymentInput, PaymentView, payment_workflow_id, start_search_attributes
 from tests.integration.helpers import customer_with_method
 from tests.stack import Stack
-from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
-from workflows.payment import PaymentWorkflow, start_search_attributes
+from workflows.payment import PaymentWorkflow
 
 pytestmark = pytest.mark.integration
 

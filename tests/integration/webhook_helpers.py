@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from api.stripe_signature import sign_stripe_payload
+from activities.providers.webhooks.stripe_signature import sign_stripe_payload
 from tests.stack import Stack
 
 

@@ -19,10 +19,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts import search_attributes as sa
+from contracts.payments import PaymentInput, PaymentView, payment_workflow_id, start_search_attributes
 from tests.workflows.fakes import FakeActivities, FakeLedger, FakeProvider
-from workflows import search_attributes as sa
-from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
-from workflows.payment import PaymentWorkflow, start_search_attributes
+from workflows.payment import PaymentWorkflow
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # the default download needs internet
 

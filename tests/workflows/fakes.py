@@ -13,22 +13,22 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.payments import INVALID_TRANSITION
-from domain.money import Money
-from domain.payment import InvalidTransition, Payment, PaymentStatus
-from workflows.contracts import (
-    DeadLetter,
+from contracts.dead_letters import DeadLetter, ReplayRequest
+from contracts.errors import INVALID_TRANSITION
+from contracts.payments import (
+    Admission,
     FraudResult,
     IntentOutcome,
     IntentRequest,
     PaymentInput,
     PaymentView,
-    ReplayRequest,
     RiskRequest,
     RiskResult,
     TransitionRequest,
     payment_workflow_id,
 )
+from domain.money import Money
+from domain.payment import InvalidTransition, Payment, PaymentStatus
 
 AUTO = "auto"  # Answer.intent_id: let the fake provider name the intent
 
@@ -57,6 +57,9 @@ class FakeLedger:
         self.created_at = self.updated_at = datetime.now(UTC)
         self.dead_letters: dict[str, str] = {}  # dlq_id → open | replayed | expired
         self.dead_letter_steps: dict[str, str] = {}  # dlq_id → the step that failed
+        # When set, a transition waits for it (after announcing itself): a step caught in flight.
+        self.transition_gate: asyncio.Event | None = None
+        self.transition_started = asyncio.Event()
 
     @property
     def transitions(self) -> list[str]:
@@ -102,17 +105,6 @@ class FakeLedger:
         """Mirrors PaymentActivities.transition + payment_store.apply_transition."""
         p = self.payment
         assert p is not None, "transition before record_payment"
-        kwargs: dict[str, Any] = {}
-        if req.transition == "mark_processing":
-            kwargs["provider_intent_id"] = req.provider_intent_id
-        if req.transition in ("mark_failed", "reject_from_pending"):
-            kwargs.update(code=req.failure_code or "unknown", message=req.failure_message or "")
-        if req.transition == "mark_canceled":
-            kwargs["reason"] = req.reason or "canceled"
-        if req.transition == "reconcile":
-            kwargs["outcome"] = req.outcome
-            if req.outcome == PaymentStatus.FAILED:
-                kwargs.update(code=req.failure_code or "declined", message=req.failure_message or "")
         # A retried (or re-run) transition whose first try committed is answered, not applied again.
         seq = p.event_seq if req.expected_seq is None else min(req.expected_seq + 1, p.event_seq)
         done = self.events[seq - 1].transition if seq >= 1 else None
@@ -120,7 +112,7 @@ class FakeLedger:
             return self.view()
         old = p.status
         try:
-            event = getattr(p, req.transition)(**kwargs)
+            event = p.apply(req.command())
         except InvalidTransition as exc:  # the DB trigger / status guard would refuse it the same way
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
         if req.next_action is not None or req.clear_next_action:
@@ -254,6 +246,24 @@ class FakeActivities:
     async def record_payment(self, inp: PaymentInput) -> PaymentView:
         return self.ledger.record_payment(inp, inp.actor)
 
+    @activity.defn(name="admit_payment")
+    async def admit_payment(self, inp: PaymentInput) -> Admission:
+        """Mirrors PaymentActivities.admit_payment: record, hard rules (a decline fails the payment), score."""
+        view = self.ledger.record_payment(inp, inp.actor)
+        if view.status != PaymentStatus.CREATED:
+            return Admission(view=view, risk=self.ledger.risk)
+        risk = self.ledger.assess_risk(RiskRequest(
+            tenant_id=inp.tenant_id, payment_id=inp.payment_id, customer_id=inp.customer_id,
+            amount_micros=inp.amount_micros, currency=inp.currency))
+        if not risk.allowed:
+            view = self.ledger.transition(TransitionRequest(
+                tenant_id=inp.tenant_id, payment_id=inp.payment_id, transition="mark_failed", actor="workflow",
+                correlation_id="test", failure_code=risk.decline_code,
+                failure_message=f"declined by risk rule {risk.decline_code}", expected_seq=view.event_seq))
+            return Admission(view=view, risk=risk)
+        fraud = None if isinstance(self.ledger.fraud, Exception) else self.ledger.fraud
+        return Admission(view=self.ledger.view(), risk=risk, fraud=fraud)
+
     @activity.defn(name="assess_risk")
     async def assess_risk(self, req: RiskRequest) -> RiskResult:
         return self.ledger.assess_risk(req)
@@ -266,6 +276,9 @@ class FakeActivities:
 
     @activity.defn(name="transition")
     async def transition(self, req: TransitionRequest) -> PaymentView:
+        if self.ledger.transition_gate is not None:
+            self.ledger.transition_started.set()
+            await self.ledger.transition_gate.wait()
         return self.ledger.transition(req)
 
     @activity.defn(name="record_dead_letter")
@@ -293,6 +306,7 @@ class FakeActivities:
         return await self.provider.cancel_intent(req)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_payment, self.assess_risk, self.score_fraud, self.transition, self.record_dead_letter,
-                self.claim_dead_letter, self.expire_dead_letter, self.create_intent, self.get_intent,
+        return [self.admit_payment, self.record_payment, self.assess_risk, self.score_fraud, self.transition,
+                self.record_dead_letter, self.claim_dead_letter, self.expire_dead_letter, self.create_intent,
+                self.get_intent,
                 self.cancel_intent]

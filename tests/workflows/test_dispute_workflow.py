@@ -21,9 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.payments import INVALID_REQUEST, INVALID_TRANSITION
-from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
-from workflows.contracts import (
+from contracts.disputes import (
     DAY_SECONDS,
     AcceptRequest,
     DisputeChange,
@@ -31,12 +29,14 @@ from workflows.contracts import (
     DisputeInput,
     DisputeView,
     EvidenceRequest,
-    Notification,
     ProviderDispute,
     SubmitDisputeEvidence,
     dispute_workflow_id,
 )
-from workflows.dispute import NOT_ACCEPTABLE, NOT_ACCEPTING_EVIDENCE, DisputeWorkflow
+from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION, NOT_ACCEPTABLE, NOT_ACCEPTING_EVIDENCE
+from contracts.notifications import Notification
+from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
+from workflows.dispute import DisputeWorkflow
 
 DAY = timedelta(days=1)
 AMOUNT = 25_000_000

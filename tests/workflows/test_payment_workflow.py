@@ -16,20 +16,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.payments import PaymentActivities
-from domain.payment import PaymentStatus
-from tests.recording import record_history
-from tests.workflows.conftest import Saga
-from tests.workflows.fakes import Answer, Fail, FakeActivities, LostResponse
-from workflows import search_attributes as sa
-from workflows.contracts import (
+from contracts import search_attributes as sa
+from contracts.dead_letters import ReplayRequest
+from contracts.payments import (
     RECONCILIATION_EVENT,
     CancelRequest,
     FraudResult,
     IntentOutcome,
     PaymentView,
     ProviderEvent,
-    ReplayRequest,
 )
+from domain.payment import PaymentStatus
+from tests.recording import record_history
+from tests.workflows.conftest import Saga
+from tests.workflows.fakes import Answer, Fail, FakeActivities, LostResponse
 from workflows.payment import PaymentWorkflow
 
 S = PaymentStatus
@@ -217,12 +217,12 @@ async def test_three_ds_abandoned(saga: Saga) -> None:
     assert result.next_action is None
     assert saga.ledger.transitions == ["mark_processing", "settle_from_processing", "mark_canceled"]
     assert saga.ledger.events[-1].actor == "workflow"
-    # a poll after every 120 s wait inside the 900 s window (the last wait is cut to the window), then cancel
-    assert saga.provider.calls == ["create_intent"] + ["get_intent"] * 7 + ["cancel_intent"]
+    # the challenge is waited out on one timer (no polls while the customer authenticates), then canceled
+    assert saga.provider.calls == ["create_intent", "cancel_intent"]
     assert saga.provider.intents[(saga.payment_id, 1)].status == "canceled"
     history = await handle.fetch_history()
     timers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
-    assert len(timers) == 8
+    assert len(timers) == 1
 
 
 async def test_duplicate_and_out_of_order_webhooks(saga: Saga) -> None:
@@ -302,18 +302,20 @@ async def test_cancel_admitted_then_payment_moves_to_processing(private_env: Wor
     env = private_env
     saga = Saga(env)
     saga.provider.create_default = Answer(status="requires_action", next_action_url=THREE_DS_URL)
-    saga.provider.retrieve_default = "processing"  # the customer passed 3-D Secure, settlement is asynchronous
-    saga.provider.get_gate = asyncio.Event()
     async with saga.worker():
         handle = await saga.start()
         try:
             assert (await handle.execute_update(PaymentWorkflow.submitted)).status == S.PENDING
-            await env.sleep(31)  # the webhook wait runs out: the saga polls the provider
-            await asyncio.wait_for(saga.provider.get_started.wait(), 10)
-            # Still pending while the poll is in flight, so the validator admits the cancel ...
+            saga.ledger.transition_gate = asyncio.Event()
+            # The customer passed 3-D Secure, settlement is asynchronous: the saga records `processing` ...
+            await handle.signal(PaymentWorkflow.provider_event, ProviderEvent(
+                event_id="evt_p", type="payment_intent.processing", intent_id=saga.intent_id,
+                intent_status="processing"))
+            await asyncio.wait_for(saga.ledger.transition_started.wait(), 10)
+            # Still pending while that step is in flight, so the validator admits the cancel ...
             update = await handle.start_update(PaymentWorkflow.cancel, CancelRequest(request_id="c1"),
                                                wait_for_stage=WorkflowUpdateStage.ACCEPTED)
-            saga.provider.get_gate.set()  # ... and then the poll answers `processing`: too late to cancel.
+            saga.ledger.transition_gate.set()  # ... and then the step lands `processing`: too late to cancel.
             async with asyncio.timeout(10):
                 while saga.ledger.transitions[-1:] != ["mark_processing"] or len(saga.ledger.transitions) < 3:
                     await asyncio.sleep(0.02)
@@ -360,7 +362,8 @@ async def test_settlement_timeout_compensates(saga: Saga) -> None:
     assert result.failure_code == "internal_error"
     assert "no settlement in time" in (result.failure_message or "")
     assert saga.ledger.transitions == ["mark_processing", "mark_failed"]
-    assert saga.provider.calls == ["create_intent"] + ["get_intent"] * 4 + ["cancel_intent"]
+    # polls back off (after 60 s, then 120 s more), and the last wait ends at the settlement deadline
+    assert saga.provider.calls == ["create_intent"] + ["get_intent"] * 2 + ["cancel_intent"]
 
 
 async def test_three_ds_succeeds_as_it_times_out(saga: Saga) -> None:

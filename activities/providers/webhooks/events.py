@@ -1,4 +1,4 @@
-"""Provider webhooks normalised into one `NormalizedEvent`, and the registry of handlers for non-payment kinds.
+"""Provider webhooks normalised into one `contracts.webhooks.NormalizedEvent`: the only reader of provider objects.
 
 Two input formats are understood (`Verifier.event_format` says which one a rail sends):
 
@@ -41,23 +41,8 @@ is what a dispute handler has to resolve.
 | `refund.*`, `dispute.*`                        | `refund`, `dispute` | None                                       |
 | anything else                                  | `other`   | None                                                 |
 
-**Handlers for other kinds.** Payments are dispatched by `api.webhooks`. Refunds, disputes (and `other`) go to
-`KIND_HANDLERS[kind]` when one is registered, e.g. in `api/refunds.py`:
-
-    from api.webhook_events import NormalizedEvent, register_kind_handler
-
-    @register_kind_handler("refund")
-    async def on_refund_event(request: Request, event: NormalizedEvent) -> tuple[str, dict[str, Any]]:
-        conn = request.state.webhook_tx  # the inbox transaction (None if the tenant is unknown), see below
-        ...
-        return "accepted", {"received": True}  # (metrics outcome label, response body)
-
-A handler is called inside the tenant transaction that inserted the event's inbox row (exposed as
-`request.state.webhook_tx`, an asyncpg connection with `app.tenant_id` set): if the handler raises, the row is
-rolled back and the provider's retry is processed again, so handlers must be idempotent. A `Problem` it raises
-is answered as is (e.g. 409 "retry later"); any other exception becomes a 503. When the event names no tenant
-(`tenant_id is None`) there is no inbox row and `webhook_tx` is None: the handler resolves the tenant and
-de-duplicates itself (`record_inbox` below). Without a handler the event is answered 200 `ignored`.
+Refund and dispute events carry what their handlers need as typed news (`NormalizedEvent.refunds`,
+`NormalizedEvent.dispute`): nothing outside this module reads a provider's objects.
 """
 
 from __future__ import annotations
@@ -65,27 +50,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from workflows.contracts import ProviderEvent
-
-if TYPE_CHECKING:
-    import asyncpg
-    from fastapi import Request
-
-Kind = Literal["payment", "refund", "dispute", "other"]
-
-PAYMENT_FAILED = "payment_intent.payment_failed"
-# The intent statuses PaymentWorkflow's ON_INTENT table acts on ("declined" is sent as PAYMENT_FAILED).
-WORKFLOW_STATUSES = frozenset({"succeeded", "declined", "processing", "requires_action", "canceled"})
+from contracts.webhooks import DisputeNews, Kind, NormalizedEvent, RefundNews
+from domain.intents import DECLINED, PAYMENT_FAILED_EVENT
 
 GENERIC_PAYMENT_STATUS: dict[str, str] = {
     "payment.succeeded": "succeeded",
-    "payment.failed": "declined",
-    "payment.declined": "declined",
+    "payment.failed": DECLINED,
+    "payment.declined": DECLINED,
     "payment.pending": "processing",
     "payment.processing": "processing",
     "payment.requires_action": "requires_action",
@@ -98,65 +72,6 @@ _MAX_ID = 255
 
 class MalformedEvent(ValueError):
     """The (authentic) body is not an event of the expected format. Answered 400 `malformed-payload`."""
-
-
-class NormalizedEvent(BaseModel):
-    """One provider event, whatever the rail. `raw` keeps the provider's object for handlers that need more."""
-
-    model_config = ConfigDict(frozen=True)
-
-    provider: str
-    event_id: str
-    event_type: str  # as the provider named it
-    kind: Kind
-    tenant_id: str | None = None
-    reference_id: str | None = None  # payment id (kind payment), refund id or payment id (refund), …
-    payment_id: str | None = None  # the paysaga payment the event concerns, when the event says
-    intent_id: str | None = None
-    intent_status: str | None = None  # one of WORKFLOW_STATUSES, or Stripe's raw status, or None
-    decline_code: str | None = None
-    failure_message: str | None = None
-    created: int | None = None
-    raw: dict[str, Any] = Field(default_factory=dict)  # Stripe: data.object; generic: the whole event
-
-    def to_provider_event(self) -> ProviderEvent:
-        """The `provider_event` signal PaymentWorkflow understands."""
-        if self.intent_status == "declined":
-            signal_type = PAYMENT_FAILED
-        elif self.event_type.startswith("payment_intent."):
-            signal_type = self.event_type  # Stripe: exactly what the webhook said, as before
-        else:
-            signal_type = f"payment_intent.{self.intent_status}"
-        return ProviderEvent(event_id=self.event_id, type=signal_type, intent_id=self.intent_id,
-                             intent_status=self.intent_status, decline_code=self.decline_code,
-                             failure_message=self.failure_message)
-
-
-KindHandler = Callable[["Request", NormalizedEvent], Awaitable[tuple[str, dict[str, Any]]]]
-# kind ("refund", "dispute", "other") → handler. "payment" is handled by api.webhooks itself.
-KIND_HANDLERS: dict[str, KindHandler] = {}
-
-
-def register_kind_handler(kind: str) -> Callable[[KindHandler], KindHandler]:
-    """Decorator: `@register_kind_handler("refund")`. The last registration for a kind wins."""
-    if kind == "payment":
-        raise ValueError("payment events are dispatched by api.webhooks")
-
-    def register(fn: KindHandler) -> KindHandler:
-        KIND_HANDLERS[kind] = fn
-        return fn
-
-    return register
-
-
-async def record_inbox(conn: asyncpg.Connection, event: NormalizedEvent) -> bool:
-    """Insert the event's inbox row in `conn`'s tenant transaction; False if it was already there."""
-    fresh = await conn.fetchval(
-        """INSERT INTO paysaga.inbox (tenant_id, source, event_id, event_type)
-           VALUES (paysaga.current_tenant(), $1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
-        event.provider, event.event_id, event.event_type,
-    )
-    return bool(fresh)
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
@@ -178,11 +93,11 @@ def _str(value: Any, limit: int = _MAX_ID) -> str | None:
     return value
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, limit: int = 1000) -> str | None:
     """Free text (a failure message): bounded, made storable (NULs dropped, lone surrogates replaced)."""
     if not isinstance(value, str):
         return None
-    clean = value[:1000].replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    clean = value[:limit].replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     return clean or None
 
 
@@ -227,7 +142,7 @@ def parse_stripe(payload: bytes, provider: str = "stripe") -> NormalizedEvent:
     reference_id = payment_id
     if kind == "payment":
         intent_id = _str(obj.get("id"))
-        intent_status = "declined" if event_type == PAYMENT_FAILED else _str(obj.get("status"), 64)
+        intent_status = "declined" if event_type == PAYMENT_FAILED_EVENT else _str(obj.get("status"), 64)
         error = obj.get("last_payment_error") if isinstance(obj.get("last_payment_error"), dict) else {}
         decline_code = _str(error.get("decline_code")) or _str(error.get("code"))
         failure_message = _text(error.get("message"))
@@ -239,8 +154,41 @@ def parse_stripe(payload: bytes, provider: str = "stripe") -> NormalizedEvent:
     return NormalizedEvent(
         provider=provider, event_id=event_id, event_type=event_type, kind=kind, tenant_id=tenant_id,
         reference_id=reference_id, payment_id=payment_id, intent_id=intent_id, intent_status=intent_status,
-        decline_code=decline_code, failure_message=failure_message, created=_int(event.get("created")), raw=obj,
+        decline_code=decline_code, failure_message=failure_message, created=_int(event.get("created")),
+        refunds=_stripe_refunds(obj) if kind == "refund" else (),
+        dispute=_stripe_dispute(obj) if kind == "dispute" else None, raw=obj,
     )
+
+
+def _stripe_refunds(obj: dict[str, Any]) -> tuple[RefundNews, ...]:
+    """The paysaga refunds a refund event reports: one refund object, or a charge listing its refunds."""
+    if obj.get("object") == "refund":
+        candidates: list[Any] = [obj]
+    elif obj.get("object") == "charge" and isinstance(obj.get("refunds"), dict):
+        candidates = obj["refunds"].get("data") or []
+    else:
+        candidates = []
+    news = []
+    for refund in candidates:
+        meta = refund.get("metadata") if isinstance(refund, dict) else None
+        refund_id = _str(meta.get("refund_id")) if isinstance(meta, dict) else None
+        if refund_id is None or not refund_id.startswith("re_"):
+            continue  # not one of ours
+        news.append(RefundNews(refund_id=refund_id, provider_refund_id=_str(refund.get("id")),
+                               status=_str(refund.get("status"), 64) or "",
+                               failure_reason=_str(refund.get("failure_reason"))))
+    return tuple(news)
+
+
+def _stripe_dispute(obj: dict[str, Any]) -> DisputeNews | None:
+    dispute_id = _str(obj.get("id"))
+    if obj.get("object") != "dispute" or dispute_id is None:
+        return None
+    details = obj.get("evidence_details") if isinstance(obj.get("evidence_details"), dict) else {}
+    currency = _str(obj.get("currency"), 3)
+    return DisputeNews(provider_dispute_id=dispute_id, amount_minor=_int(obj.get("amount")),
+                       currency=currency.upper() if currency else None, reason=_text(obj.get("reason"), 200),
+                       status=_str(obj.get("status"), 64), evidence_due_by=_int(details.get("due_by")))
 
 
 def peek_tenant(event_format: str, payload: bytes) -> str | None:

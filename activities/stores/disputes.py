@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from activities import outbox
+from activities.stores import outbox
+from contracts.disputes import DisputeChange, DisputeInput, DisputeView
 from domain.payment import transition_id
-from workflows.contracts import DisputeView
 
 DISPUTE_COLUMNS = """dispute_id AS id, tenant_id::text, payment_id, provider, provider_dispute_id, amount_micros,
     currency, reason, status, evidence_due_by, funds_withdrawn_micros, funds_reinstated_micros, evidence,
@@ -30,6 +30,36 @@ async def list_disputes(conn: asyncpg.Connection, payment_id: str) -> list[Dispu
         payment_id,
     )
     return [DisputeView.model_validate(dict(r)) for r in rows]
+
+
+async def insert(conn: asyncpg.Connection, inp: DisputeInput, withdrawn_micros: int, workflow_id: str
+                 ) -> DisputeView:
+    row = await conn.fetchrow(
+        f"""INSERT INTO paysaga.disputes (dispute_id, tenant_id, payment_id, provider, provider_dispute_id,
+                amount_micros, currency, reason, evidence_due_by, funds_withdrawn_micros, workflow_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {DISPUTE_COLUMNS}""",
+        inp.dispute_id, inp.tenant_id, inp.payment_id, inp.provider, inp.provider_dispute_id, inp.amount_micros,
+        inp.currency, inp.reason, inp.evidence_due_by, withdrawn_micros, workflow_id,
+    )
+    return DisputeView.model_validate(dict(row))
+
+
+async def lock(conn: asyncpg.Connection, dispute_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT status, event_seq FROM paysaga.disputes WHERE dispute_id = $1 FOR UPDATE",
+                               dispute_id)
+
+
+async def apply_change(conn: asyncpg.Connection, change: DisputeChange, status: str, seq: int) -> DisputeView:
+    row = await conn.fetchrow(
+        f"""UPDATE paysaga.disputes SET status = $2, event_seq = $3, evidence = coalesce($4, evidence),
+                evidence_submitted_at = CASE WHEN $5 THEN now() ELSE evidence_submitted_at END,
+                funds_withdrawn_micros = coalesce($6, funds_withdrawn_micros),
+                funds_reinstated_micros = coalesce($7, funds_reinstated_micros)
+            WHERE dispute_id = $1 RETURNING {DISPUTE_COLUMNS}""",
+        change.dispute_id, status, seq, change.evidence, change.evidence_submitted, change.funds_withdrawn_micros,
+        change.funds_reinstated_micros,
+    )
+    return DisputeView.model_validate(dict(row))
 
 
 async def record_dispute_event(

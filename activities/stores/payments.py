@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 
-from activities import outbox
+from activities.stores import outbox
+from contracts.payments import PaymentInput, PaymentView, payment_workflow_id
 from domain.money import Money
-from domain.payment import LifecycleEvent, Payment, PaymentStatus
-from workflows.contracts import PaymentInput, PaymentView, payment_workflow_id
+from domain.payment import LifecycleEvent, Payment, PaymentStatus, TransitionCommand
 
 PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_method_id, amount_micros,
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
@@ -42,6 +42,72 @@ async def fetch_view(conn: asyncpg.Connection, payment_id: str) -> PaymentView |
     return view_from_row(row) if row else None
 
 
+async def list_page(conn: asyncpg.Connection, limit: int, starting_after: str | None) -> tuple[list[PaymentView], bool]:
+    """Newest first, keyset-paginated after the payment `starting_after`; (page, has_more). LookupError if the
+    cursor names no payment."""
+    cursor = None
+    if starting_after:
+        cursor = await conn.fetchrow(
+            "SELECT created_at, payment_id FROM paysaga.payments WHERE payment_id = $1", starting_after)
+        if cursor is None:
+            raise LookupError(starting_after)
+    rows = await conn.fetch(
+        f"""SELECT {PAYMENT_COLUMNS} FROM paysaga.payments
+            WHERE $1::timestamptz IS NULL OR (created_at, payment_id) < ($1, $2)
+            ORDER BY created_at DESC, payment_id DESC LIMIT $3""",
+        cursor["created_at"] if cursor else None, cursor["payment_id"] if cursor else None, limit + 1,
+    )
+    return [view_from_row(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def routing(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
+    """What a webhook needs to route news: status, workflow id, provider, currency."""
+    return await conn.fetchrow(
+        "SELECT status, workflow_id, provider, currency FROM paysaga.payments WHERE payment_id = $1", payment_id)
+
+
+async def owners_of_intent(pool: asyncpg.Pool, intent_id: str) -> list[asyncpg.Record]:
+    """(tenant_id, payment_id) of the payment with this provider intent, before any tenant is known (at most
+    two rows: more than one means the intent id is ambiguous)."""
+    return await pool.fetch("SELECT tenant_id::text, payment_id FROM paysaga.payment_by_intent($1)", intent_id)
+
+
+async def payment_of_intent(conn: asyncpg.Connection, intent_id: str) -> str | None:
+    """The tenant's payment holding this provider intent."""
+    return await conn.fetchval("SELECT payment_id FROM paysaga.payments WHERE provider_intent_id = $1", intent_id)
+
+
+async def status_counts(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Payments per status, all tenants (a fleet-wide number per status, nothing more)."""
+    return await pool.fetch("SELECT status, n FROM paysaga.payment_status_counts()")
+
+
+async def stale(pool: asyncpg.Pool, older_than_seconds: float, limit: int) -> list[asyncpg.Record]:
+    """Payments unchanged in pending/processing for that long, all tenants (the reconciler's work list)."""
+    return await pool.fetch("SELECT * FROM paysaga.stale_payments($1, $2)", older_than_seconds, limit)
+
+
+async def customer_history(
+    conn: asyncpg.Connection, customer_id: str, payment_id: str, currency: str, window_seconds: float
+) -> tuple[int, int | None]:
+    """(payments in the velocity window other than this one and not canceled, median completed amount)."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM paysaga.payments
+                    WHERE customer_id = $1 AND payment_id <> $2 AND status <> 'canceled'
+                      AND created_at > now() - make_interval(secs => $4)) AS recent,
+                  (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_micros) FROM paysaga.payments
+                    WHERE customer_id = $1 AND currency = $3 AND status = 'completed') AS typical""",
+        customer_id, payment_id, currency, window_seconds,
+    )
+    return row["recent"], row["typical"]
+
+
+async def record_risk(conn: asyncpg.Connection, payment_id: str, score: int, reasons: list[str]) -> None:
+    await conn.execute(
+        "UPDATE paysaga.payments SET risk_score = $2, risk_reasons = $3 WHERE payment_id = $1 AND status = 'created'",
+        payment_id, score, reasons)
+
+
 async def insert_created(
     conn: asyncpg.Connection, inp: PaymentInput, provider: str, actor: str
 ) -> PaymentView:
@@ -51,21 +117,21 @@ async def insert_created(
         payment_method_id=inp.payment_method_id, amount=Money(inp.amount_micros, inp.currency),
     )
     wf_id = payment_workflow_id(inp.tenant_id, inp.payment_id)
-    inserted = await conn.fetchval(
-        """INSERT INTO paysaga.payments (payment_id, tenant_id, customer_id, payment_method_id, amount_micros,
+    inserted = await conn.fetchrow(
+        f"""INSERT INTO paysaga.payments (payment_id, tenant_id, customer_id, payment_method_id, amount_micros,
                currency, idempotency_key, description, metadata, provider, workflow_id, event_seq)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT DO NOTHING RETURNING true""",
+           ON CONFLICT DO NOTHING RETURNING {PAYMENT_COLUMNS}""",
         payment.payment_id, inp.tenant_id, inp.customer_id, inp.payment_method_id, inp.amount_micros,
         payment.amount.currency, inp.idempotency_key, inp.description, inp.metadata, provider, wf_id,
         payment.event_seq,
     )
-    if inserted:
+    if inserted is None:
         view = await fetch_view(conn, payment.payment_id)
         assert view is not None
-        await record_event(conn, view, event, actor, wf_id)
-    view = await fetch_view(conn, payment.payment_id)
-    assert view is not None
+        return view
+    view = view_from_row(inserted)
+    await record_event(conn, view, event, actor, wf_id)
     return view
 
 
@@ -91,14 +157,13 @@ async def record_event(
 async def apply_transition(
     conn: asyncpg.Connection,
     payment_id: str,
-    transition: str,
-    kwargs: dict[str, Any],
+    command: TransitionCommand,
     columns: dict[str, Any],
     actor: str,
     correlation_id: str,
     expected_seq: int | None = None,
 ) -> tuple[PaymentView, bool]:
-    """Run one named transition under a row lock. Returns (view, changed).
+    """Run one transition under a row lock. Returns (view, changed).
 
     Idempotent: a retried call whose first try committed writes nothing again (see `expected_seq`). The UPDATE
     is also guarded by the old status.
@@ -115,25 +180,25 @@ async def apply_transition(
         "SELECT metadata->>'transition' FROM paysaga.payment_events WHERE payment_id = $1 AND seq = $2",
         payment_id, seq,
     )
-    if done == transition and (expected_seq is None or payment.event_seq > expected_seq):
+    if done == command.transition and (expected_seq is None or payment.event_seq > expected_seq):
         view = await fetch_view(conn, payment_id)
         assert view is not None
         return view, False
     old_status = payment.status
-    event: LifecycleEvent = getattr(payment, transition)(**kwargs)
+    event = payment.apply(command)
     sets = {
         "status": payment.status.value, "event_seq": payment.event_seq,
         "provider_intent_id": payment.provider_intent_id, "failure_code": payment.failure_code,
         "failure_message": payment.failure_message, **columns,
     }
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(sets, start=3))
-    updated = await conn.fetchval(
-        f"UPDATE paysaga.payments SET {assignments} WHERE payment_id = $1 AND status = $2 RETURNING true",
+    updated = await conn.fetchrow(
+        f"""UPDATE paysaga.payments SET {assignments} WHERE payment_id = $1 AND status = $2
+            RETURNING {PAYMENT_COLUMNS}""",
         payment_id, old_status.value, *sets.values(),
     )
-    if not updated:  # unreachable under the row lock; kept as the status guard the seed asks for
+    if updated is None:  # unreachable under the row lock; kept as the status guard
         raise RuntimeError(f"payment {payment_id} changed concurrently")
-    view = await fetch_view(conn, payment_id)
-    assert view is not None
+    view = view_from_row(updated)
     await record_event(conn, view, event, actor, correlation_id)
     return view, True

@@ -1,5 +1,5 @@
 """Webhook signature verifiers, one per payment rail, looked up by the `{provider}` of
-`POST /api/v1/billing/webhook/{provider}` in `VERIFIERS`.
+`POST /api/v1/billing/webhook/{provider}` in the app's table of verifiers (by default `VERIFIERS`).
 
 A verifier is pure: given the raw body, the request headers, the candidate secrets and the current unix time it
 returns normally iff the body is signed by one of the secrets within the tolerance, and otherwise raises
@@ -8,7 +8,7 @@ attacker sends (headers, body, encodings), nothing but `SignatureError` escapes.
 
 Rails:
 
-- `stripe`: `StripeVerifier`, Stripe's `Stripe-Signature: t=…,v1=…` scheme (`api.stripe_signature`). Secrets
+- `stripe`: `StripeVerifier`, Stripe's `Stripe-Signature: t=…,v1=…` scheme (`stripe_signature`). Secrets
   come from settings (`PAYSAGA_STRIPE_WEBHOOK_SECRETS`), events are Stripe events.
 - `generic`: `HmacVerifier`, for rails that sign the way we tell them to:
 
@@ -19,11 +19,12 @@ Rails:
   secret while the sender rotates): any value matching any secret is enough. Secrets come from
   `paysaga.webhook_secrets` (provider-wide rows, plus the rows of the tenant the payload names) and, for the
   rail `generic` only, from `PAYSAGA_WEBHOOK_HMAC_SECRETS`. Events are the generic JSON described in
-  `api.webhook_events`.
+  `activities.providers.webhooks.events`.
 
-Registering another HMAC rail is one line (in any module imported at start-up, e.g. next to its router):
+Adding another HMAC rail is one entry in the table the app is created with:
 
-    VERIFIERS["acme"] = HmacVerifier(signature_header="X-Acme-Signature", timestamp_header="X-Acme-Timestamp")
+    create_app(settings, verifiers={**VERIFIERS, "acme": HmacVerifier(signature_header="X-Acme-Signature",
+                                                                      timestamp_header="X-Acme-Timestamp")})
 
 then `INSERT INTO paysaga.webhook_secrets (provider, tenant_id, secret) VALUES ('acme', NULL, '…')` as the
 owner, and point the rail at `/api/v1/billing/webhook/acme`. The rail must send the generic event JSON.
@@ -38,7 +39,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
-from api.stripe_signature import SignatureError, sign_stripe_payload, verify_stripe_signature
+from activities.providers.webhooks.stripe_signature import (
+    SignatureError,
+    sign_stripe_payload,
+    verify_stripe_signature,
+)
 
 __all__ = [
     "VERIFIERS",
@@ -61,7 +66,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 class Verifier(Protocol):
     """What the webhook endpoint needs from a rail."""
 
-    event_format: ClassVar[EventFormat]  # which normaliser of api.webhook_events reads the verified body
+    event_format: ClassVar[EventFormat]  # which normaliser reads the verified body
     secret_store: ClassVar[SecretStore]  # settings (Stripe) or paysaga.webhook_secrets_for (HMAC rails)
 
     def verify(self, raw_body: bytes, headers: Mapping[str, str], secrets: Sequence[str], now: int, *,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -35,3 +35,8 @@ def cli_type(key: SearchAttributeKey) -> str:
     return {"KEYWORD": "Keyword", "INT": "Int", "KEYWORD_LIST": "KeywordList", "TEXT": "Text",
             "BOOL": "Bool", "DOUBLE": "Double", "DATETIME": "Datetime"}[key.indexed_value_type.name.removeprefix(
                 "INDEXED_VALUE_TYPE_")]
+
+
+def at_start(*pairs: tuple[SearchAttributeKey, str]) -> TypedSearchAttributes:
+    """Attributes known when a workflow starts go with the start request: no upsert, one visibility write fewer."""
+    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in pairs])

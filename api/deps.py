@@ -1,0 +1,58 @@
+"""What route handlers depend on: the app's service context, and the caller authenticated by API key."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from contracts.auth import Principal
+from services import tenants
+from services.context import AppContext
+from services.errors import Forbidden, Unauthorized
+
+REQUEST_ID_HEADER = "x-request-id"
+_MAX_REQUEST_ID = 128
+
+
+def app_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(app_context)]
+
+
+def request_id_of(request: Request) -> str:
+    """The client's X-Request-Id when it is sane, else one made up for this request."""
+    sent = request.headers.get(REQUEST_ID_HEADER, "").strip()
+    return sent if sent and len(sent) <= _MAX_REQUEST_ID and sent.isprintable() else f"req_{secrets.token_hex(12)}"
+
+
+async def authenticated(request: Request, ctx: Ctx) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("unauthorized", "Unauthorized", "Send 'Authorization: Bearer <api key>'.")
+    who = await tenants.authenticate(ctx.pool, token.strip(), request_id_of(request))
+    if who is None:
+        raise Unauthorized("unauthorized", "Unauthorized", "Unknown or revoked API key.")
+    return who
+
+
+def role(name: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, who must hold role `name` (or `admin`)."""
+
+    async def require(who: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if not who.has(name):
+            raise Forbidden("forbidden", "Forbidden", f"This API key lacks the '{name}' role.")
+        return who
+
+    return require
+
+
+Caller = Annotated[Principal, Depends(authenticated)]
+Payments = Annotated[Principal, Depends(role("payments"))]
+Finance = Annotated[Principal, Depends(role("finance"))]
+Admin = Annotated[Principal, Depends(role("admin"))]
