@@ -173,34 +173,13 @@ BEGIN
 END $$;
 CREATE TRIGGER payments_guard BEFORE UPDATE ON paysaga.payments
   FOR EACH ROW EXECUTE FUNCTION paysaga.guard_payment_update();
-CREATE FUNCTION paysaga.forbid_payment_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'payments are never deleted' USING ERRCODE = 'check_violation';
-END $$;
-CREATE TRIGGER payments_no_delete BEFORE DELETE ON paysaga.payments
-  FOR EACH ROW EXECUTE FUNCTION paysaga.forbid_payment_delete();
-
-CREATE FUNCTION paysaga.append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'check_violation';
-END $$;
-CREATE TRIGGER payment_events_append_only BEFORE UPDATE OR DELETE ON paysaga.payment_events
-  FOR EACH ROW EXECUTE FUNCTION paysaga.append_only();
-CREATE TRIGGER payment_events_no_truncate BEFORE TRUNCATE ON paysaga.payment_events
-  FOR EACH STATEMENT EXECUTE FUNCTION paysaga.append_only();
+SELECT paysaga.make_never_deleted('paysaga.payments');
+SELECT paysaga.make_append_only('paysaga.payment_events');
 
 -- Row-level security, forced, on every tenant table.
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['tenants', 'api_keys', 'customers', 'payment_methods', 'payments', 'payment_events',
-                           'outbox', 'inbox', 'idempotency_keys'] LOOP
-    EXECUTE format('ALTER TABLE paysaga.%I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE paysaga.%I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON paysaga.%I USING (tenant_id = paysaga.current_tenant())'
-                   ' WITH CHECK (tenant_id = paysaga.current_tenant())', t);
-  END LOOP;
-END $$;
+SELECT paysaga.make_tenant_table(t::regclass) FROM unnest(ARRAY[
+  'paysaga.tenants', 'paysaga.api_keys', 'paysaga.customers', 'paysaga.payment_methods', 'paysaga.payments',
+  'paysaga.payment_events', 'paysaga.outbox', 'paysaga.inbox', 'paysaga.idempotency_keys']) AS t;
 
 GRANT SELECT ON paysaga.tenants, paysaga.api_keys TO paysaga_app;
 GRANT SELECT, INSERT, UPDATE ON paysaga.customers, paysaga.payment_methods, paysaga.payments,

@@ -39,8 +39,7 @@ CREATE TABLE paysaga.refund_events (
   UNIQUE (tenant_id, refund_id, seq),
   FOREIGN KEY (tenant_id, refund_id) REFERENCES paysaga.refunds
 );
-CREATE TRIGGER refund_events_append_only BEFORE UPDATE OR DELETE ON paysaga.refund_events
-  FOR EACH ROW EXECUTE FUNCTION paysaga.append_only();
+SELECT paysaga.make_append_only('paysaga.refund_events');
 
 CREATE FUNCTION paysaga.guard_refund_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -82,19 +81,9 @@ BEGIN
 END $$;
 CREATE TRIGGER refunds_guard BEFORE UPDATE ON paysaga.refunds
   FOR EACH ROW EXECUTE FUNCTION paysaga.guard_refund_update();
-CREATE TRIGGER refunds_no_delete BEFORE DELETE ON paysaga.refunds
-  FOR EACH ROW EXECUTE FUNCTION paysaga.forbid_payment_delete();
-
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['refunds', 'refund_events'] LOOP
-    EXECUTE format('ALTER TABLE paysaga.%I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE paysaga.%I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON paysaga.%I USING (tenant_id = paysaga.current_tenant())'
-                   ' WITH CHECK (tenant_id = paysaga.current_tenant())', t);
-  END LOOP;
-END $$;
+SELECT paysaga.make_never_deleted('paysaga.refunds');
+SELECT paysaga.make_tenant_table('paysaga.refunds');
+SELECT paysaga.make_tenant_table('paysaga.refund_events');
 GRANT SELECT, INSERT, UPDATE ON paysaga.refunds TO paysaga_app;
 GRANT SELECT, INSERT ON paysaga.refund_events TO paysaga_app;
 

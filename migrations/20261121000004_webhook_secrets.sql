@@ -1,6 +1,6 @@
 -- migrate:up
 
--- Signing secrets of the HMAC webhook rails (POST /api/v1/billing/webhook/{provider}, api/webhook_verifiers.py).
+-- Signing secrets of the HMAC webhook rails (POST /api/v1/billing/webhook/{provider}).
 -- tenant_id NULL: the rail's provider-wide secret; otherwise a secret that only verifies events naming that
 -- tenant. A secret is active from created_at until retired_at (NULL: open-ended; a future retired_at schedules
 -- the end of a rotation). At most two secrets are active per (provider, tenant) scope: the current one and, while
@@ -48,10 +48,7 @@ CREATE TRIGGER webhook_secrets_two_active BEFORE INSERT OR UPDATE ON paysaga.web
 
 -- Row-level security, enabled and forced like every tenant table. paysaga_app has no privilege on the table at
 -- all: it reads secrets only through webhook_secrets_for below.
-ALTER TABLE paysaga.webhook_secrets ENABLE ROW LEVEL SECURITY;
-ALTER TABLE paysaga.webhook_secrets FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON paysaga.webhook_secrets USING (tenant_id = paysaga.current_tenant())
-  WITH CHECK (tenant_id = paysaga.current_tenant());
+SELECT paysaga.make_tenant_table('paysaga.webhook_secrets');
 
 -- A webhook is verified before its tenant is known (the tenant is named by the payload being verified), so the
 -- secrets are read as the owner through one narrow function, as paysaga.authenticate reads api keys: the

@@ -50,15 +50,8 @@ CREATE INDEX audit_log_newest_first ON paysaga.audit_log (tenant_id, audit_id DE
 CREATE INDEX audit_log_by_action ON paysaga.audit_log (tenant_id, action, audit_id DESC);
 CREATE INDEX audit_log_by_resource ON paysaga.audit_log (tenant_id, resource_id, audit_id DESC);
 
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON paysaga.audit_log
-  FOR EACH ROW EXECUTE FUNCTION paysaga.append_only();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON paysaga.audit_log
-  FOR EACH STATEMENT EXECUTE FUNCTION paysaga.append_only();
-
-ALTER TABLE paysaga.audit_log ENABLE ROW LEVEL SECURITY;
-ALTER TABLE paysaga.audit_log FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON paysaga.audit_log USING (tenant_id = paysaga.current_tenant())
-  WITH CHECK (tenant_id = paysaga.current_tenant());
+SELECT paysaga.make_append_only('paysaga.audit_log');
+SELECT paysaga.make_tenant_table('paysaga.audit_log');
 
 GRANT SELECT, INSERT ON paysaga.audit_log TO paysaga_app;
 GRANT USAGE ON SEQUENCE paysaga.audit_log_audit_id_seq TO paysaga_app;

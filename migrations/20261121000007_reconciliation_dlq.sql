@@ -34,10 +34,7 @@ CREATE TABLE paysaga.dead_letters (
   PRIMARY KEY (tenant_id, dlq_id)
 );
 CREATE INDEX dead_letters_open ON paysaga.dead_letters (status, created_at);
-ALTER TABLE paysaga.dead_letters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE paysaga.dead_letters FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON paysaga.dead_letters USING (tenant_id = paysaga.current_tenant())
-  WITH CHECK (tenant_id = paysaga.current_tenant());
+SELECT paysaga.make_tenant_table('paysaga.dead_letters');
 GRANT SELECT, INSERT, UPDATE ON paysaga.dead_letters TO paysaga_app;
 
 -- Operators list dead letters across tenants (ids and reasons, never card data).

@@ -51,10 +51,7 @@ CREATE TABLE paysaga.dispute_events (
   UNIQUE (tenant_id, dispute_id, seq),
   FOREIGN KEY (tenant_id, dispute_id) REFERENCES paysaga.disputes
 );
-CREATE TRIGGER dispute_events_append_only BEFORE UPDATE OR DELETE ON paysaga.dispute_events
-  FOR EACH ROW EXECUTE FUNCTION paysaga.append_only();
-CREATE TRIGGER dispute_events_no_truncate BEFORE TRUNCATE ON paysaga.dispute_events
-  FOR EACH STATEMENT EXECUTE FUNCTION paysaga.append_only();
+SELECT paysaga.make_append_only('paysaga.dispute_events');
 
 CREATE FUNCTION paysaga.guard_dispute_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -81,19 +78,9 @@ BEGIN
 END $$;
 CREATE TRIGGER disputes_guard BEFORE UPDATE ON paysaga.disputes
   FOR EACH ROW EXECUTE FUNCTION paysaga.guard_dispute_update();
-CREATE TRIGGER disputes_no_delete BEFORE DELETE ON paysaga.disputes
-  FOR EACH ROW EXECUTE FUNCTION paysaga.forbid_payment_delete();
-
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['disputes', 'dispute_events'] LOOP
-    EXECUTE format('ALTER TABLE paysaga.%I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE paysaga.%I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON paysaga.%I USING (tenant_id = paysaga.current_tenant())'
-                   ' WITH CHECK (tenant_id = paysaga.current_tenant())', t);
-  END LOOP;
-END $$;
+SELECT paysaga.make_never_deleted('paysaga.disputes');
+SELECT paysaga.make_tenant_table('paysaga.disputes');
+SELECT paysaga.make_tenant_table('paysaga.dispute_events');
 GRANT SELECT, INSERT, UPDATE ON paysaga.disputes TO paysaga_app;
 GRANT SELECT, INSERT ON paysaga.dispute_events TO paysaga_app;
 
