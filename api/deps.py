@@ -38,6 +38,7 @@ async def authenticated(request: Request, ctx: Ctx) -> Principal:
     who = await tenants.authenticate(ctx.pool, token.strip(), request_id_of(request))
     if who is None:
         raise Unauthorized("unauthorized", "Unauthorized", "Unknown or revoked API key.")
+    ctx.admission.admit_tenant(who.tenant_id)
     return who
 
 

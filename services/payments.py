@@ -122,7 +122,8 @@ async def start_workflow(ctx: AppContext, inp: PaymentInput) -> PaymentView:
         )
 
     try:
-        return await temporal.update_with_start(ctx.temporal, SUBMITTED_UPDATE, start, result_type=PaymentView)
+        return await temporal.update_with_start(ctx.temporal, SUBMITTED_UPDATE, start, result_type=PaymentView,
+                                            admission=ctx.admission)
     except (RPCError, WorkflowAlreadyStartedError, WorkflowUpdateFailedError) as exc:
         # The run already closed (a retry after the payment settled, or a failed run): ask the run itself, which
         # a query can do after it closed, for the payment as it last saw it.

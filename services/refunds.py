@@ -97,7 +97,8 @@ async def start_workflow(ctx: AppContext, inp: RefundInput) -> RefundView:
         )
 
     try:
-        return await temporal.update_with_start(ctx.temporal, SUBMITTED_UPDATE, start, result_type=RefundView)
+        return await temporal.update_with_start(ctx.temporal, SUBMITTED_UPDATE, start, result_type=RefundView,
+                                            admission=ctx.admission)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type in REJECTIONS:

@@ -12,8 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
+
+from services.admission import Admission, overloaded
 
 R = TypeVar("R")
 RETRIES = 3
@@ -38,8 +40,36 @@ async def update(client: Client, workflow_id: str, name: str, arg: Any, *, updat
 
 
 async def update_with_start(client: Client, name: str, start: Callable[[], WithStartWorkflowOperation[Any, Any]],
-                            *, result_type: type[R]) -> R:
+                            *, result_type: type[R], admission: Admission | None = None) -> R:
     """Start the workflow (or join the running one, per the operation's conflict policy) and run the update.
-    `start` makes the start operation: each try needs a fresh one."""
-    return await _retrying(lambda: client.execute_update_with_start_workflow(
-        name, start_workflow_operation=start(), result_type=result_type))
+    `start` makes the start operation: each try needs a fresh one. With `admission`, the start holds one of the
+    process's slots and is refused (503) when none is free or Temporal does not answer in time."""
+    operations: list[WithStartWorkflowOperation[Any, Any]] = []
+
+    def fresh() -> WithStartWorkflowOperation[Any, Any]:
+        operations.append(start())
+        return operations[-1]
+
+    def call() -> Awaitable[R]:
+        return _retrying(lambda: client.execute_update_with_start_workflow(
+            name, start_workflow_operation=fresh(), result_type=result_type))
+
+    try:
+        if admission is None:
+            return await call()
+        async with admission.start_slot():
+            try:
+                return await asyncio.wait_for(call(), admission.start_timeout)
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                raise overloaded("The workflow engine did not answer in time; retry with the same "
+                                 "Idempotency-Key.") from None
+    finally:
+        for operation in operations:
+            _forget_handle(operation)
+
+
+def _forget_handle(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """An abandoned start leaves its workflow-handle future failed; read it so asyncio does not log it as lost."""
+    handle = operation._workflow_handle
+    if handle.done() and not handle.cancelled():
+        handle.exception()
