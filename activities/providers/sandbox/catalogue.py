@@ -13,14 +13,14 @@ from typing import Literal
 
 from activities.providers.base import CardDetails
 
-Outcome = Literal["succeed", "decline", "authenticate"]
+CardOutcome = Literal["succeed", "decline", "authenticate"]
 
 
 @dataclass(frozen=True)
 class TestCard:
     brand: str
     last4: str
-    outcome: Outcome
+    outcome: CardOutcome
     decline_code: str | None = None
     refund_fails: bool = False
     creates_dispute: bool = False  # the payment succeeds, then the cardholder disputes it

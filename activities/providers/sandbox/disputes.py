@@ -1,9 +1,10 @@
 """Disputes (pm_card_createDispute), as in Stripe's test mode.
 
-A dispute opens when the payment succeeds (funds withdrawn) and is announced after a short delay. Evidence whose
-`uncategorized_text` is "winning_evidence" wins it and "losing_evidence" loses it once the "issuer" has looked
-(after sandbox_settle_delay_ms); any other evidence stays under_review, as on Stripe. Closing (accepting) loses
-it at once; a dispute left without evidence past its `due_by` is lost when next read.
+A dispute opens when the payment succeeds (funds withdrawn) and is announced `sandbox_settle_delay_ms` later.
+Evidence whose `uncategorized_text` is "winning_evidence" wins it and "losing_evidence" loses it once the
+"issuer" has looked (the network decides it after the same delay); any other evidence stays under_review, as on
+Stripe. Closing (accepting) loses it at once; a dispute left without evidence past its `due_by` is lost when
+next read.
 """
 
 from __future__ import annotations
@@ -14,18 +15,26 @@ import time
 import asyncpg
 
 from activities.providers.base import DisputeResult
-from activities.providers.sandbox.events import dispute_event, json_object
-from activities.providers.sandbox.network import Deliveries
+from activities.providers.sandbox.events import Outgoing, dispute_event, json_object, publish
 from paysaga.settings import Settings
 
 _DECISIVE = {"winning_evidence": "won", "losing_evidence": "lost"}
 
+# The issuer has looked at decisive evidence: under_review → its pending outcome. `{lock}` as in intents._SETTLE.
+_DECIDE = """
+    UPDATE sandbox.disputes SET status = pending_outcome, updated_at = now()
+    WHERE dispute_id IN (
+        SELECT dispute_id FROM sandbox.disputes
+        WHERE status = 'under_review' AND pending_outcome IS NOT NULL
+          AND updated_at <= now() - make_interval(secs => $1) AND ($2::text IS NULL OR dispute_id = $2)
+        ORDER BY updated_at LIMIT $3 FOR UPDATE {lock})
+    RETURNING *"""
+
 
 class Disputes:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, deliveries: Deliveries) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
         self._settings = settings
-        self._deliveries = deliveries
 
     async def submit_evidence(self, dispute_id: str, evidence: dict[str, str], submit: bool) -> DisputeResult:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -42,62 +51,37 @@ class Disputes:
                        submission_count = submission_count + $5::int, updated_at = now()
                    WHERE dispute_id = $1 RETURNING *""",
                 dispute_id, merged, "under_review" if submit else "needs_response", pending, int(submit))
-        self._deliveries.send([dispute_event("charge.dispute.updated", row)])
-        if pending is not None:
-            self._deliveries.later(lambda: self._decide(dispute_id))
+            await publish(conn, _announce(row, "charge.dispute.updated"))
         return dispute_result(row)
 
     async def accept(self, dispute_id: str) -> DisputeResult:
-        row = await self._pool.fetchrow(
-            """UPDATE sandbox.disputes SET status = 'lost', pending_outcome = NULL, updated_at = now()
-               WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
+        row = await self._close(dispute_id)
         if row is None:
             current = await self._get(dispute_id)
             if current["status"] == "lost":
                 return dispute_result(current)  # closing twice is closing once
             raise ValueError(f"Dispute {dispute_id} is {current['status']}: it cannot be closed")
-        self._deliveries.send([dispute_event("charge.dispute.closed", row)])
         return dispute_result(row)
 
     async def retrieve(self, dispute_id: str) -> DisputeResult:
         row = await self._get(dispute_id)
-        due = row["updated_at"].timestamp() + self._settings.sandbox_settle_delay_ms / 1000
-        if row["status"] == "under_review" and row["pending_outcome"] and time.time() >= due:
-            row = await self._decide(dispute_id) or await self._get(dispute_id)
+        if row["status"] == "under_review" and row["pending_outcome"]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                decided = await _decide(conn, self._settings, _DECIDE.format(lock=""), dispute_id, 1)
+            row = decided[0] if decided else await self._get(dispute_id)
         elif row["status"] == "needs_response" and row["evidence_due_by"].timestamp() <= time.time():
-            closed = await self._pool.fetchrow(
-                """UPDATE sandbox.disputes SET status = 'lost', updated_at = now()
-                   WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
-            if closed is not None:
-                self._deliveries.send([dispute_event("charge.dispute.closed", closed)])
-            row = closed or await self._get(dispute_id)
+            row = await self._close(dispute_id) or await self._get(dispute_id)
         return dispute_result(row)
 
-    async def open(self, intent: asyncpg.Record) -> None:
-        """The cardholder disputes a succeeded payment: one dispute per intent, announced after a short delay."""
-        row = await self._pool.fetchrow(
-            """INSERT INTO sandbox.disputes (dispute_id, tenant_id, intent_id, amount_minor, currency, reason, status,
-                   evidence_due_by)
-               VALUES ($1, $2, $3, $4, $5, 'fraudulent', 'needs_response', now() + make_interval(secs => $6))
-               ON CONFLICT (intent_id) DO NOTHING RETURNING *""",
-            f"dp_sbx_{secrets.token_hex(12)}", intent["tenant_id"], intent["intent_id"], intent["amount_minor"],
-            intent["currency"], float(self._settings.sandbox_dispute_evidence_seconds),
-        )
-        if row is not None:
-            self._deliveries.later(lambda: self._announce(row))
-
-    async def _announce(self, row: asyncpg.Record) -> None:
-        self._deliveries.send([dispute_event("charge.dispute.created", row),
-                               dispute_event("charge.dispute.funds_withdrawn", row)])
-
-    async def _decide(self, dispute_id: str) -> asyncpg.Record | None:
-        row = await self._pool.fetchrow(
-            """UPDATE sandbox.disputes SET status = pending_outcome, updated_at = now()
-               WHERE dispute_id = $1 AND status = 'under_review' AND pending_outcome IS NOT NULL RETURNING *""",
-            dispute_id)
-        if row is not None:
-            won = ["charge.dispute.funds_reinstated"] if row["status"] == "won" else []
-            self._deliveries.send([dispute_event(t, row) for t in [*won, "charge.dispute.closed"]])
+    async def _close(self, dispute_id: str) -> asyncpg.Record | None:
+        """needs_response → lost (accepted, or past its deadline), announced; None if it was not awaiting a
+        response. Staged evidence never has a pending outcome; clearing it keeps that true whatever came before."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """UPDATE sandbox.disputes SET status = 'lost', pending_outcome = NULL, updated_at = now()
+                   WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
+            if row is not None:
+                await publish(conn, _announce(row, "charge.dispute.closed"))
         return row
 
     async def _get(self, dispute_id: str) -> asyncpg.Record:
@@ -105,6 +89,44 @@ class Disputes:
         if row is None:
             raise ValueError(f"No such dispute: '{dispute_id}'")
         return row
+
+
+async def open_dispute(conn: asyncpg.Connection, intent: asyncpg.Record, settings: Settings) -> list[Outgoing]:
+    """The cardholder disputes a succeeded payment: one dispute per intent. Returns its announcement, due after
+    the settle delay, for the caller to publish with the settlement."""
+    row = await conn.fetchrow(
+        """INSERT INTO sandbox.disputes (dispute_id, tenant_id, intent_id, amount_minor, currency, reason, status,
+               evidence_due_by)
+           VALUES ($1, $2, $3, $4, $5, 'fraudulent', 'needs_response', now() + make_interval(secs => $6))
+           ON CONFLICT (intent_id) DO NOTHING RETURNING *""",
+        f"dp_sbx_{secrets.token_hex(12)}", intent["tenant_id"], intent["intent_id"], intent["amount_minor"],
+        intent["currency"], float(settings.sandbox_dispute_evidence_seconds),
+    )
+    if row is None:
+        return []
+    delay = settings.sandbox_settle_delay_ms / 1000
+    return _announce(row, "charge.dispute.created", "charge.dispute.funds_withdrawn", delay=delay)
+
+
+async def decide_due_disputes(conn: asyncpg.Connection, settings: Settings, limit: int) -> int:
+    """The network's part: decide up to `limit` disputes whose decisive evidence the issuer has had long enough."""
+    return len(await _decide(conn, settings, _DECIDE.format(lock="SKIP LOCKED"), None, limit))
+
+
+async def _decide(
+    conn: asyncpg.Connection, settings: Settings, sql: str, dispute_id: str | None, limit: int
+) -> list[asyncpg.Record]:
+    rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, dispute_id, limit)
+    events: list[Outgoing] = []
+    for row in rows:
+        won = ["charge.dispute.funds_reinstated"] if row["status"] == "won" else []
+        events += _announce(row, *won, "charge.dispute.closed")
+    await publish(conn, events)
+    return rows
+
+
+def _announce(row: asyncpg.Record, *event_types: str, delay: float = 0.0) -> list[Outgoing]:
+    return [Outgoing(row["tenant_id"], dispute_event(t, row), delay) for t in event_types]
 
 
 def _check_takes_evidence(row: asyncpg.Record) -> None:

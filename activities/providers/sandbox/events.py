@@ -1,7 +1,10 @@
-"""What the sandbox tells the API: Stripe-shaped event envelopes around Stripe-shaped objects, and the signer.
+"""What the sandbox tells the API: Stripe-shaped event envelopes around Stripe-shaped objects, the signer, and
+`publish`, which writes events to `sandbox.events` in the caller's transaction.
 
 The shapes follow Stripe's API version 2025-01-27 as far as paysaga reads them (api/webhook_events.py), so the
-webhook path that handles the sandbox's events is the one that handles Stripe's.
+webhook path that handles the sandbox's events is the one that handles Stripe's. Events are written, never sent,
+here: the sandbox network (network.py) delivers them, as Stripe's servers do, so that the process that made the
+change (a worker, the API) does none of the provider's work and a crash after the commit loses nothing.
 """
 
 from __future__ import annotations
@@ -11,13 +14,28 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
 from activities.providers.base import Intent
 
 API_VERSION = "2025-01-27"
+
+# NOTIFY channel: a commit that wrote events (or made something due later) wakes the network at once.
+CHANNEL = "sandbox_network"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event to deliver `delay_seconds` after the transaction that writes it."""
+
+    tenant_id: UUID | str
+    event: dict[str, Any]
+    delay_seconds: float = 0.0
 
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:
@@ -54,11 +72,11 @@ def intent_event(event_type: str, intent: Intent) -> dict[str, Any]:
     })
 
 
-def refund_event(event_type: str, refund: asyncpg.Record, intent: asyncpg.Record) -> dict[str, Any]:
+def refund_event(event_type: str, refund: asyncpg.Record, currency: str) -> dict[str, Any]:
     return envelope(event_type, {
         "id": refund["refund_id"], "object": "refund", "amount": refund["amount_minor"],
-        "currency": intent["currency"].lower(), "status": refund["status"], "payment_intent": intent["intent_id"],
-        "failure_reason": refund["failure_reason"], "metadata": refund["metadata"],
+        "currency": currency.lower(), "status": refund["status"], "payment_intent": refund["intent_id"],
+        "failure_reason": refund["failure_reason"], "metadata": json_object(refund["metadata"]),
     })
 
 
@@ -75,3 +93,22 @@ def dispute_event(event_type: str, dispute: asyncpg.Record) -> dict[str, Any]:
                              "past_due": due_by <= time.time(),
                              "submission_count": dispute["submission_count"]},
     })
+
+
+async def publish(conn: asyncpg.Connection, events: Sequence[Outgoing]) -> None:
+    """Write `events` in `conn`'s transaction and notify the network, which hears it only if that commits.
+
+    Always notifies, even for delayed events: the network then recomputes when it next has work."""
+    if not events:
+        return
+    await conn.execute(
+        """WITH written AS (
+               INSERT INTO sandbox.events (event_id, tenant_id, type, payload, deliver_after)
+               SELECT e.id, e.tenant_id, e.type, e.payload::jsonb, now() + make_interval(secs => e.delay)
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
+                    AS e(id, tenant_id, type, payload, delay, n)
+               ORDER BY e.n)
+           SELECT pg_notify($6, '')""",
+        [o.event["id"] for o in events], [o.tenant_id for o in events], [o.event["type"] for o in events],
+        [json.dumps(o.event) for o in events], [o.delay_seconds for o in events], CHANNEL,
+    )

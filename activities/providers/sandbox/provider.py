@@ -1,8 +1,10 @@
 """The sandbox payment provider: Stripe's test-mode semantics, embedded, with its state in Postgres.
 
-It honours Stripe's published test payment methods (catalogue.py) and delivers webhooks to the API the way
-Stripe does: asynchronously, signed with the endpoint secret (`Stripe-Signature: t=…,v1=…`), and — when asked
-by settings — duplicated and out of order, so the real webhook path is always exercised.
+It honours Stripe's published test payment methods (catalogue.py). Its calls change state and write the webhook
+events they cause in one transaction; nothing is sent or scheduled from the calling process (a worker, the API).
+The sandbox network (network.py, `paysaga sandbox-network`) does what Stripe's servers do over time: settles,
+decides disputes and delivers the events, signed, and — when asked by settings — duplicated, out of order or
+lost, so the real webhook path is always exercised.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from activities.providers.sandbox.catalogue import describe_card_details, descri
 from activities.providers.sandbox.disputes import Disputes
 from activities.providers.sandbox.faults import FaultInjector
 from activities.providers.sandbox.intents import Intents
-from activities.providers.sandbox.network import Deliveries
 from activities.providers.sandbox.refunds import Refunds
 from paysaga.settings import Settings
 
@@ -25,11 +26,10 @@ class SandboxProvider:
     name = "sandbox"
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self._deliveries = Deliveries(settings)
         self._faults = FaultInjector(settings)
-        self._disputes = Disputes(pool, settings, self._deliveries)
-        self._intents = Intents(pool, settings, self._deliveries, self._disputes)
-        self._refunds = Refunds(pool, settings, self._deliveries)
+        self._intents = Intents(pool, settings)
+        self._refunds = Refunds(pool, settings)
+        self._disputes = Disputes(pool, settings)
 
     # --- payment intents ------------------------------------------------------------------------------------
     async def create_and_confirm(self, req: CreateIntent) -> Intent:
@@ -78,4 +78,5 @@ class SandboxProvider:
         return await self._disputes.retrieve(dispute_id)
 
     async def aclose(self) -> None:
-        await self._deliveries.aclose()
+        """Nothing to close: the provider holds no tasks or connections of its own (the pool is the caller's).
+        Kept so that callers close every provider the same way."""
