@@ -122,6 +122,16 @@ def api(
                 log_level="warning", access_log=False)
 
 
+@app.command("sandbox-network")
+def sandbox_network() -> None:
+    """Run the sandbox provider's network: its webhooks and settlement (what Stripe's servers do)."""
+    from activities.providers.sandbox.network import serve_network
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve_network(settings))
+
+
 @app.command()
 def migrate() -> None:
     """Apply the SQL migrations (needs DATABASE_ADMIN_URL: the owner role)."""
@@ -211,6 +221,8 @@ def dev(
         subprocess.Popen([*me, "worker", "--metrics-port", str(worker_metrics_port)], env=env),
         subprocess.Popen([*me, "api", "--port", str(api_port)], env=env),
     ]
+    if settings.provider == "sandbox":  # the embedded provider's own process, where Stripe's servers would be
+        children.append(subprocess.Popen([*me, "sandbox-network"], env=env))
     devstack.wait_for_port(api_port, timeout=60)
     time.sleep(1)
     if any(p.poll() is not None for p in children):  # e.g. a port already taken by another stack

@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.providers.sandbox.network import running_network
 from api.app import create_app
 from contracts import search_attributes as sa
 from paysaga import devstack
@@ -133,7 +134,8 @@ async def running_stack(workdir: Path) -> AsyncIterator[Stack]:
                                                log_level="warning", access_log=False))
         api_task = asyncio.create_task(server.serve())
         try:
-            async with running_worker(client, settings):
+            # The sandbox provider's network (webhooks, settlement) runs beside them, as `paysaga dev` runs it.
+            async with running_worker(client, settings), running_network(settings):
                 while not server.started:
                     await asyncio.sleep(0.05)
                 yield Stack(settings, client, db, f"http://127.0.0.1:{port}", admin_pool, app)

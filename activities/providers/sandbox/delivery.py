@@ -1,0 +1,104 @@
+"""One delivery attempt of one webhook event, as Stripe makes it: signed, POSTed, judged by the status code.
+
+The test knobs act here, on the wire: `sandbox_webhook_drop_rate` loses an event before its first attempt,
+`sandbox_webhook_duplicates` posts every attempt that many times, and `sandbox_webhook_shuffle` spreads the
+copies over 0 to 200 ms so that later events overtake earlier ones. Retries are not made here: the network
+reschedules the event in the database (network.py), so a retry survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import httpx
+import structlog
+
+from activities.providers.sandbox.events import sign
+from paysaga.settings import Settings
+
+log = structlog.get_logger("paysaga.sandbox")
+
+# Stripe retries for days; a few quick tries are enough on one machine (0.2 s, 0.4 s, 0.8 s, 1.6 s between).
+MAX_ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 0.2
+SHUFFLE_SPREAD_SECONDS = 0.2
+
+
+class Verdict(StrEnum):
+    """How an attempt ended; the names are also the event's final `state` in sandbox.events."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # 409, 5xx, 3xx, or no answer: the endpoint may take it later
+    REJECTED = "rejected"  # any other 4xx: the endpoint will never take it
+    DROPPED = "dropped"  # lost on purpose (sandbox_webhook_drop_rate)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An event claimed for one attempt. `attempts` counts this one."""
+
+    event_id: str
+    type: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    error: str | None = None
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Wait before the attempt after the `attempts`-th failed one."""
+    return FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)
+
+
+class Courier:
+    """Posts events through one keep-alive client, at most `max_posts` at a time."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, max_posts: int) -> None:
+        self._settings = settings
+        self._http = http
+        self._posts = asyncio.Semaphore(max_posts)
+
+    async def deliver(self, event: Claimed) -> Outcome:
+        if event.attempts == 1 and random.random() < self._settings.sandbox_webhook_drop_rate:
+            log.info("sandbox.webhook_dropped", event_id=event.event_id, type=event.type)
+            return Outcome(Verdict.DROPPED, "dropped by sandbox_webhook_drop_rate")
+        copies = self._settings.sandbox_webhook_duplicates
+        return _best(await asyncio.gather(*(self._post_copy(event) for _ in range(copies))))
+
+    async def _post_copy(self, event: Claimed) -> Outcome:
+        if self._settings.sandbox_webhook_shuffle:  # sleep outside the semaphore: a wait is not a post
+            await asyncio.sleep(random.uniform(0, SHUFFLE_SPREAD_SECONDS))
+        async with self._posts:
+            return await self._post(event)
+
+    async def _post(self, event: Claimed) -> Outcome:
+        secret = self._settings.webhook_secret_list[0]
+        headers = {"Stripe-Signature": sign(event.body, secret, int(time.time())),
+                   "Content-Type": "application/json"}
+        try:
+            resp = await self._http.post(self._settings.sandbox_webhook_target, content=event.body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("sandbox.webhook_unreachable", error=str(exc), event_id=event.event_id)
+            return Outcome(Verdict.RETRY, f"unreachable: {type(exc).__name__}: {exc}")
+        if resp.status_code < 300:
+            return Outcome(Verdict.DELIVERED)
+        log.warning("sandbox.webhook_rejected", status=resp.status_code, event_id=event.event_id)
+        final = 400 <= resp.status_code < 500 and resp.status_code != 409
+        return Outcome(Verdict.REJECTED if final else Verdict.RETRY, f"HTTP {resp.status_code}")
+
+
+def _best(outcomes: list[Outcome]) -> Outcome:
+    """One copy taken is the event delivered; else one worth retrying is a retry; else it was refused."""
+    for verdict in (Verdict.DELIVERED, Verdict.RETRY):
+        for outcome in outcomes:
+            if outcome.verdict == verdict:
+                return outcome
+    return outcomes[0]

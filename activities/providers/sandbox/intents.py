@@ -1,0 +1,193 @@
+"""PaymentIntents: create + confirm (idempotent by key), find, retrieve, cancel, 3-D Secure, settlement.
+
+Card payments settle asynchronously here (confirm answers `processing`; the sandbox network settles the intent
+after `sandbox_settle_delay_ms` and the outcome arrives by webhook), which is what bank debits and delayed
+captures do on Stripe: the saga must not depend on a synchronous answer. An overdue intent is also settled when
+it is next read, so a network that is not running only delays the outcome until the saga polls.
+
+Every state change writes its webhook events in the same transaction (events.publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import asyncpg
+
+from activities.providers.base import CardDeclined, CreateIntent, Intent, IntentStatus
+from activities.providers.sandbox.catalogue import CardOutcome, TestCard, card_of, describe_test_card
+from activities.providers.sandbox.disputes import open_dispute
+from activities.providers.sandbox.events import Outgoing, intent_event, json_object, publish
+from paysaga.settings import Settings
+
+_CANCELABLE = {IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_ACTION,
+               IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.PROCESSING}
+
+# What confirming a card of each outcome answers, and announces. A decline is only an answer: Stripe sends
+# `payment_intent.payment_failed` for it, but the saga already has the decline from the call itself.
+_CONFIRMED: dict[CardOutcome, tuple[IntentStatus, list[str]]] = {
+    "succeed": (IntentStatus.PROCESSING, ["payment_intent.created", "payment_intent.processing"]),
+    "decline": (IntentStatus.REQUIRES_PAYMENT_METHOD, []),
+    "authenticate": (IntentStatus.REQUIRES_ACTION, ["payment_intent.created", "payment_intent.requires_action"]),
+}
+
+# The settle delay has passed: processing → succeeded. `{lock}` is SKIP LOCKED for the network's batches (another
+# runner has those) and plain for a read, which waits and then sees the other transaction's outcome.
+_SETTLE = """
+    UPDATE sandbox.payment_intents SET status = 'succeeded', updated_at = now()
+    WHERE intent_id IN (
+        SELECT intent_id FROM sandbox.payment_intents
+        WHERE status = 'processing' AND updated_at <= now() - make_interval(secs => $1)
+          AND ($2::text IS NULL OR intent_id = $2)
+        ORDER BY updated_at LIMIT $3 FOR UPDATE {lock})
+    RETURNING *"""
+
+
+class Intents:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+
+    async def create_and_confirm(self, req: CreateIntent) -> Intent:
+        card = _card_for(req)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await _by_key(conn, req)
+            if row is not None:  # an idempotent replay answers what the first request answered
+                return self._replay(row)
+            row = await self._insert(conn, req, card)
+            if row is None:  # lost a race with a concurrent identical request, which has committed by now
+                return self._replay(await _by_key(conn, req))
+            intent = to_intent(row, self._settings)
+            await publish(conn, [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]])
+        if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
+            await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
+        return self._replay(row)
+
+    async def find(self, payment_id: str, attempt: int) -> Intent | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM sandbox.payment_intents WHERE payment_id = $1 AND attempt = $2", payment_id, attempt
+        )
+        return to_intent(await self._settle_if_due(row), self._settings) if row else None
+
+    async def retrieve(self, intent_id: str) -> Intent:
+        return to_intent(await self._settle_if_due(await self._get(intent_id)), self._settings)
+
+    async def cancel(self, intent_id: str) -> Intent:
+        row = await self._change(intent_id, _CANCELABLE, IntentStatus.CANCELED, "payment_intent.canceled")
+        return to_intent(row, self._settings) if row else await self.retrieve(intent_id)
+
+    async def authenticate(self, intent_id: str, succeed: bool) -> Intent:
+        """The customer's answer to a 3-D Secure challenge (sandbox only). Success makes the intent
+        `processing`, settled by the network like any other; failure is a decline."""
+        awaiting = {IntentStatus.REQUIRES_ACTION}
+        if succeed:
+            row = await self._change(intent_id, awaiting, IntentStatus.PROCESSING, "payment_intent.processing")
+        else:
+            row = await self._change(
+                intent_id, awaiting, IntentStatus.REQUIRES_PAYMENT_METHOD, "payment_intent.payment_failed",
+                decline_code="authentication_failed",
+                failure_message="The customer failed or abandoned 3-D Secure authentication.",
+            )
+        if row is None:
+            raise ValueError(f"PaymentIntent {intent_id} is not awaiting authentication")
+        return to_intent(row, self._settings)
+
+    # --- mechanics ------------------------------------------------------------------------------------------
+    async def _insert(self, conn: asyncpg.Connection, req: CreateIntent, card: TestCard) -> asyncpg.Record | None:
+        status = _CONFIRMED[card.outcome][0]
+        decline = card.decline_code if card.outcome == "decline" else None
+        message = f"Your card was declined ({decline})." if decline else None
+        return await conn.fetchrow(
+            """INSERT INTO sandbox.payment_intents (intent_id, tenant_id, idempotency_key, payment_id, attempt,
+                   amount_minor, currency, payment_method, status, decline_code, failure_message, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *""",
+            f"pi_sbx_{secrets.token_hex(12)}", req.tenant_id, req.idempotency_key, req.payment_id, req.attempt,
+            req.amount_minor, req.currency.upper(), req.payment_method, status.value, decline, message,
+            req.metadata,
+        )
+
+    def _replay(self, row: asyncpg.Record) -> Intent:
+        intent = to_intent(row, self._settings)
+        if intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and intent.decline_code:
+            raise CardDeclined(intent.id, intent.decline_code, intent.failure_message or "declined")
+        return intent
+
+    async def _get(self, intent_id: str) -> asyncpg.Record:
+        row = await self._pool.fetchrow("SELECT * FROM sandbox.payment_intents WHERE intent_id = $1", intent_id)
+        if row is None:
+            raise ValueError(f"No such payment_intent: '{intent_id}'")
+        return row
+
+    async def _change(
+        self, intent_id: str, sources: set[IntentStatus], target: IntentStatus, event_type: str, **cols: Any
+    ) -> asyncpg.Record | None:
+        """Move the intent from one of `sources` to `target` and announce it, in one transaction; None if it was
+        in none of `sources`."""
+        extra = "".join(f", {name} = ${i}" for i, name in enumerate(cols, start=4))
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""UPDATE sandbox.payment_intents SET status = $2, updated_at = now(){extra}
+                    WHERE intent_id = $1 AND status = ANY($3::text[]) RETURNING *""",
+                intent_id, target.value, [s.value for s in sources], *cols.values(),
+            )
+            if row is not None:
+                await publish(conn, [_announce(event_type, row, to_intent(row, self._settings))])
+        return row
+
+    async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
+        if row["status"] != IntentStatus.PROCESSING:
+            return row
+        async with self._pool.acquire() as conn, conn.transaction():
+            settled = await _settle(conn, self._settings, _SETTLE.format(lock=""), row["intent_id"], 1)
+        return settled[0] if settled else await self._get(row["intent_id"])
+
+
+async def settle_due_intents(conn: asyncpg.Connection, settings: Settings, limit: int) -> int:
+    """The network's part: settle up to `limit` overdue processing intents in `conn`'s transaction."""
+    return len(await _settle(conn, settings, _SETTLE.format(lock="SKIP LOCKED"), None, limit))
+
+
+async def _settle(
+    conn: asyncpg.Connection, settings: Settings, sql: str, intent_id: str | None, limit: int
+) -> list[asyncpg.Record]:
+    rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
+    events = [_announce("payment_intent.succeeded", row, to_intent(row, settings)) for row in rows]
+    for row in rows:
+        if card_of(row["payment_method"]).creates_dispute:
+            events += await open_dispute(conn, row, settings)
+    await publish(conn, events)
+    return rows
+
+
+def to_intent(row: asyncpg.Record, settings: Settings) -> Intent:
+    status = IntentStatus(row["status"])
+    next_url = None
+    if status == IntentStatus.REQUIRES_ACTION:  # where the customer answers the challenge: our API's sandbox page
+        base = settings.sandbox_webhook_target.rsplit("/v1/", 1)[0]
+        next_url = f"{base}/v1/sandbox/payment_intents/{row['intent_id']}/authenticate"
+    return Intent(
+        id=row["intent_id"], status=status, amount_minor=row["amount_minor"], currency=row["currency"],
+        metadata=json_object(row["metadata"]), decline_code=row["decline_code"],
+        failure_message=row["failure_message"], next_action_url=next_url,
+    )
+
+
+def _card_for(req: CreateIntent) -> TestCard:
+    card = describe_test_card(req.payment_method)
+    if req.request_three_d_secure and card.outcome == "succeed":  # asked to challenge: Stripe's `any`
+        return TestCard(card.brand, card.last4, "authenticate", refund_fails=card.refund_fails)
+    return card
+
+
+async def _by_key(conn: asyncpg.Connection, req: CreateIntent) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM sandbox.payment_intents WHERE tenant_id = $1 AND idempotency_key = $2",
+        req.tenant_id, req.idempotency_key,
+    )
+
+
+def _announce(event_type: str, row: asyncpg.Record, intent: Intent) -> Outgoing:
+    return Outgoing(row["tenant_id"], intent_event(event_type, intent))

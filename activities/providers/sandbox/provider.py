@@ -1,0 +1,82 @@
+"""The sandbox payment provider: Stripe's test-mode semantics, embedded, with its state in Postgres.
+
+It honours Stripe's published test payment methods (catalogue.py). Its calls change state and write the webhook
+events they cause in one transaction; nothing is sent or scheduled from the calling process (a worker, the API).
+The sandbox network (network.py, `paysaga sandbox-network`) does what Stripe's servers do over time: settles,
+decides disputes and delivers the events, signed, and — when asked by settings — duplicated, out of order or
+lost, so the real webhook path is always exercised.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from activities.providers.base import CardDetails, CreateIntent, DisputeResult, Intent, RefundResult
+from activities.providers.sandbox.catalogue import describe_card_details, describe_test_card
+from activities.providers.sandbox.disputes import Disputes
+from activities.providers.sandbox.faults import FaultInjector
+from activities.providers.sandbox.intents import Intents
+from activities.providers.sandbox.refunds import Refunds
+from paysaga.settings import Settings
+
+
+class SandboxProvider:
+    """The `PaymentProvider` port over the sandbox's parts, plus `authenticate` (the customer's 3-D Secure)."""
+
+    name = "sandbox"
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._faults = FaultInjector(settings)
+        self._intents = Intents(pool, settings)
+        self._refunds = Refunds(pool, settings)
+        self._disputes = Disputes(pool, settings)
+
+    # --- payment intents ------------------------------------------------------------------------------------
+    async def create_and_confirm(self, req: CreateIntent) -> Intent:
+        describe_test_card(req.payment_method)  # an unknown token is refused before any fault is drawn
+        fault = self._faults.draw(req.idempotency_key)
+        self._faults.before_work(fault)
+        intent = await self._intents.create_and_confirm(req)
+        await self._faults.after_work(fault)
+        return intent
+
+    async def find_intent(self, payment_id: str, attempt: int) -> Intent | None:
+        return await self._intents.find(payment_id, attempt)
+
+    async def retrieve(self, intent_id: str) -> Intent:
+        return await self._intents.retrieve(intent_id)
+
+    async def cancel(self, intent_id: str) -> Intent:
+        return await self._intents.cancel(intent_id)
+
+    async def authenticate(self, intent_id: str, succeed: bool) -> Intent:
+        return await self._intents.authenticate(intent_id, succeed)
+
+    # --- refunds --------------------------------------------------------------------------------------------
+    async def refund(
+        self, intent_id: str, amount_minor: int | None, idempotency_key: str, metadata: dict[str, str] | None = None
+    ) -> RefundResult:
+        return await self._refunds.create(intent_id, amount_minor, idempotency_key, metadata)
+
+    async def retrieve_refund(self, refund_id: str) -> RefundResult:
+        return await self._refunds.retrieve(refund_id)
+
+    # --- payment methods ------------------------------------------------------------------------------------
+    async def describe_payment_method(self, token: str) -> CardDetails:
+        return describe_card_details(token)  # UnknownPaymentMethod is a ValueError, as the port says
+
+    # --- disputes -------------------------------------------------------------------------------------------
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: dict[str, str], submit: bool, idempotency_key: str | None = None
+    ) -> DisputeResult:
+        return await self._disputes.submit_evidence(dispute_id, evidence, submit)
+
+    async def accept_dispute(self, dispute_id: str) -> DisputeResult:
+        return await self._disputes.accept(dispute_id)
+
+    async def retrieve_dispute(self, dispute_id: str) -> DisputeResult:
+        return await self._disputes.retrieve(dispute_id)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the provider holds no tasks or connections of its own (the pool is the caller's).
+        Kept so that callers close every provider the same way."""
