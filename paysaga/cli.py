@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from paysaga.logs import configure_logging
-from paysaga.settings import get_settings
+from paysaga.settings import DEV_ENV_NAME, get_settings
+from paysaga.supervisor import Child, supervise
 
 app = typer.Typer(help="paysaga: payments as durable Temporal workflows.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
@@ -203,7 +204,13 @@ def dev(
     asyncio.run(devstack.enable_app_login(admin_url))
 
     typer.echo("starting the Temporal dev server ...")
-    temporal = devstack.start_temporal(temporal_port, ui_port, data / "temporal.db", data / "temporal.log")
+    run_dir = data / "run"
+
+    def temporal() -> subprocess.Popen[bytes]:
+        return devstack.start_temporal(temporal_port, ui_port, data / "temporal.db", data / "temporal.log")
+
+    children = [Child("temporal", temporal, run_dir)]
+    children[0].launch()
     asyncio.run(devstack.ensure_search_attributes(f"127.0.0.1:{temporal_port}"))
     key_file = data / "demo-api-key"
     if not key_file.exists():
@@ -211,22 +218,28 @@ def dev(
         key_file.write_text(key)
         key_file.chmod(0o600)
     key = key_file.read_text().strip()
+    stack_env = {"DATABASE_URL": app_url, "DATABASE_ADMIN_URL": admin_url,
+                 "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}"}
+    devstack.write_dev_env(data / DEV_ENV_NAME, stack_env)  # so `paysaga …` from the checkout finds this stack
 
-    env = devstack.child_env(
-        DATABASE_URL=app_url, DATABASE_ADMIN_URL=admin_url, TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
-        PAYSAGA_API_PORT=str(api_port), PAYSAGA_API_HOST="127.0.0.1",
-    )
+    env = devstack.child_env(**stack_env, PAYSAGA_API_PORT=str(api_port), PAYSAGA_API_HOST="127.0.0.1")
     me = [sys.executable, "-m", "paysaga.cli"]
-    children = [
-        subprocess.Popen([*me, "worker", "--metrics-port", str(worker_metrics_port)], env=env),
-        subprocess.Popen([*me, "api", "--port", str(api_port)], env=env),
-    ]
+
+    def command(*argv: str) -> Callable[[], subprocess.Popen[bytes]]:
+        return lambda: subprocess.Popen([*me, *argv], env=env)
+
+    children += [Child("worker", command("worker", "--metrics-port", str(worker_metrics_port)), run_dir),
+                 Child("api", command("api", "--port", str(api_port)), run_dir)]
     if settings.provider == "sandbox":  # the embedded provider's own process, where Stripe's servers would be
-        children.append(subprocess.Popen([*me, "sandbox-network"], env=env))
+        children.append(Child("sandbox-network", command("sandbox-network"), run_dir))
+    for child in children[1:]:
+        child.launch()
     devstack.wait_for_port(api_port, timeout=60)
     time.sleep(1)
-    if any(p.poll() is not None for p in children):  # e.g. a port already taken by another stack
-        _wait_and_stop([*children, temporal])
+    if any(c.proc is not None and c.proc.poll() is not None for c in children):  # e.g. a port already taken
+        for child in reversed(children):
+            child.stop()
+            child.wait()
         raise typer.Exit(1)
     typer.echo(
         f"\npaysaga is running\n"
@@ -235,30 +248,11 @@ def dev(
         f"  Temporal     127.0.0.1:{temporal_port}   (temporal workflow list --address 127.0.0.1:{temporal_port})\n"
         f"  DATABASE_URL {app_url}\n"
         f"  demo API key {key}\n"
+        f"  processes    {', '.join(f'{c.name} {c.proc.pid}' for c in children if c.proc)} "
+        f"(pids in {settings.data_dir / 'run'}; a process that dies is restarted)\n"
         f"Ctrl-C stops everything.\n"
     )
-    _wait_and_stop([*children, temporal])
-
-
-def _wait_and_stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    stop = False
-
-    def _on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    while not stop and all(p.poll() is None for p in procs):
-        time.sleep(0.5)
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    supervise(children, lambda line: typer.echo(f"supervisor: {line}", err=True))
     typer.echo("stopped")
 
 

@@ -122,6 +122,12 @@ def start_temporal(port: int, ui_port: int | None, db_file: Path | None, log_fil
     return proc
 
 
+def write_dev_env(path: Path, values: dict[str, str]) -> None:
+    """Where the running dev stack is, for `paysaga` commands run from the checkout (settings read the file; an
+    explicit environment variable still wins). Socket paths and role names only: no secret."""
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)

@@ -13,9 +13,13 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# `paysaga dev` writes where its stack is into this file of its data directory (`.paysaga/`), so commands run from
+# the checkout reach that stack with no environment variables. Variables set in the environment win over it.
+DEV_ENV_NAME = "dev.env"
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYSAGA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAYSAGA_", extra="ignore", env_file=f".paysaga/{DEV_ENV_NAME}")
 
     # --- servers -------------------------------------------------------------------------------------------
     database_url: str = Field(
