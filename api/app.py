@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import audit, dead_letters, disputes, payment_methods, payments, problems, refunds, sandbox, webhooks
+from api.input_guard import InputGuard
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
 from api.problems import problem_response
@@ -105,5 +106,6 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(PanGuard)
+    app.add_middleware(InputGuard)  # outside the PAN guard: malformed bodies never reach a parser
     app.add_middleware(RequestTimer, metrics=metrics)
     return app

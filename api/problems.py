@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from services.errors import MEDIA_TYPE, PROBLEM_BASE, ServiceError, problem_body
+from services.errors import MEDIA_TYPE, PROBLEM_BASE, ServiceError, from_database, problem_body
 
 __all__ = ["MEDIA_TYPE", "PROBLEM_BASE", "Problem", "install", "problem_response"]
 
@@ -80,6 +80,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        refused = from_database(exc)
+        if refused is not None:
+            log.warning("api.database_refused", path=request.url.path, error_type=type(exc).__name__)
+            return error_response(refused, request.url.path)
         log.error("api.unhandled_error", path=request.url.path, error_type=type(exc).__name__)
         return problem_response(500, "internal-error", "Internal error", "An unexpected error occurred.",
                                 request.url.path)
