@@ -8,11 +8,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import audit, dead_letters, disputes, payment_methods, payments, problems, refunds, sandbox, webhooks
+from api import (
+    audit,
+    dead_letters,
+    disputes,
+    docs,
+    payment_methods,
+    payments,
+    problems,
+    refunds,
+    sandbox,
+    schemas,
+    webhooks,
+)
 from api.input_guard import InputGuard
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
@@ -85,11 +98,11 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)
 
-    @app.get("/health/live", tags=["health"])
+    @app.get("/health/live", tags=["health"], response_model=schemas.Live)
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", tags=["health"])
+    @app.get("/health/ready", tags=["health"], response_model=schemas.Ready)
     async def ready(request: Request) -> Any:
         checks = await health.readiness(request.app.state.ctx)
         if all(v == "ok" for v in checks.values()):
@@ -105,6 +118,13 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
             pass
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = docs.finish(get_openapi(title=app.title, version=app.version,
+                                                         description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(PanGuard)
     app.add_middleware(InputGuard)  # outside the PAN guard: malformed bodies never reach a parser
     app.add_middleware(RequestTimer, metrics=metrics)

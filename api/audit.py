@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from api import schemas
 from api.deps import Ctx, Finance
+from api.docs import problems
 from services import audit
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=schemas.AuditList, responses=problems(400, 403))
 async def list_audit(
     ctx: Ctx, who: Finance,
     action: Annotated[str | None, Query(max_length=64)] = None,

@@ -6,7 +6,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.auth import Principal
 from services import tenants
@@ -31,11 +32,16 @@ def request_id_of(request: Request) -> str:
     return sent if sent and len(sent) <= _MAX_REQUEST_ID and sent.isprintable() else f"req_{secrets.token_hex(12)}"
 
 
-async def authenticated(request: Request, ctx: Ctx) -> Principal:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# Declares the scheme in the published contract; a missing or malformed header is our own 401 problem.
+bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", description="`Authorization: Bearer psk_…`")
+
+
+async def authenticated(request: Request, ctx: Ctx,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
         raise Unauthorized("unauthorized", "Unauthorized", "Send 'Authorization: Bearer <api key>'.")
-    who = await tenants.authenticate(ctx.pool, token.strip(), request_id_of(request))
+    who = await tenants.authenticate(ctx.pool, token, request_id_of(request))
     if who is None:
         raise Unauthorized("unauthorized", "Unauthorized", "Unknown or revoked API key.")
     ctx.admission.admit_tenant(who.tenant_id)
@@ -52,6 +58,10 @@ def role(name: str) -> Callable[..., Awaitable[Principal]]:
 
     return require
 
+
+IDEMPOTENCY_KEY = ("Yours (e.g. a UUID), at most 255 characters: a retry with the same key and body gets the first "
+                   "answer again; the same key with another body is 422; keys are kept 48 h")
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_KEY)]
 
 Caller = Annotated[Principal, Depends(authenticated)]
 Payments = Annotated[Principal, Depends(role("payments"))]

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.service import RPCError
 
 from services.errors import MEDIA_TYPE, PROBLEM_BASE, ServiceError, from_database, problem_body
@@ -48,6 +49,15 @@ def error_response(error: ServiceError, instance: str | None = None) -> JSONResp
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 415: "unsupported-media-type"}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -68,7 +78,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _HTTP_SLUGS.get(exc.status_code, f"http-{exc.status_code}")
-        return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path,
+                                headers=headers)
 
     @app.exception_handler(RPCError)
     async def _temporal_down(request: Request, exc: RPCError) -> JSONResponse:

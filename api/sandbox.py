@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from pydantic import StringConstraints
 
 from api.deps import Ctx
+from api.docs import problems
+from api.schemas import SandboxIntent
 from contracts.common import Body
 from services import sandbox
 
@@ -18,6 +20,6 @@ class AuthenticateBody(Body):
     outcome: Annotated[str, StringConstraints(pattern=r"^(succeed|fail)$")] = "succeed"
 
 
-@router.post("/payment_intents/{intent_id}/authenticate")
+@router.post("/payment_intents/{intent_id}/authenticate", response_model=SandboxIntent, responses=problems(404, 409))
 async def authenticate_intent(intent_id: str, ctx: Ctx, body: AuthenticateBody | None = None) -> dict[str, Any]:
     return await sandbox.authenticate(ctx, intent_id, (body or AuthenticateBody()).outcome == "succeed")

@@ -10,12 +10,14 @@ when a dependency is down — never 500, whatever a sender puts in a request.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 
+from api.docs import problems
 from api.problems import Problem
+from api.schemas import WebhookAck
 from services.errors import ServiceError
 from services.webhooks import WebhookIntake
 
@@ -23,14 +25,21 @@ router = APIRouter()
 log = structlog.get_logger("paysaga.webhooks")
 
 
-@router.post("/api/v1/billing/webhook/{provider}", tags=["webhooks"])
+HOOK = {"tags": ["webhooks"], "response_model": WebhookAck, "response_model_exclude_unset": True,
+        "responses": problems(400, 404, 409)}
+
+
+@router.post("/api/v1/billing/webhook/{provider}", **HOOK)
 async def provider_webhook(provider: str, request: Request) -> dict[str, Any]:
     """A signed event from payment rail `provider` (`stripe`, `generic`, …)."""
     return await _receive(request, provider)
 
 
-@router.post("/v1/webhooks/stripe", tags=["webhooks"])
-async def stripe_webhook(request: Request) -> dict[str, Any]:
+@router.post("/v1/webhooks/stripe", **HOOK)
+async def stripe_webhook(
+    request: Request,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature", description="t=…,v1=…")] = None,
+) -> dict[str, Any]:
     """Stripe-compatible webhook endpoint (also what the sandbox provider posts to): provider `stripe`."""
     return await _receive(request, "stripe")
 

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contracts.common import Body
 
@@ -41,6 +41,9 @@ class DisputeEvidence(Body):
     """Evidence in Stripe's vocabulary: text fields, and `file_…` ids of documents uploaded to the provider.
     `submit: false` stages the evidence (more can be added); `true` (the default) sends it to the issuer.
     Never a card number: a body carrying anything shaped like one is refused before it gets here."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
+        anyOf=[{"required": [name]} for name in schema["properties"] if name != "submit"]))
 
     uncategorized_text: LongText | None = None
     product_description: LongText | None = None

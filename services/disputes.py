@@ -44,7 +44,15 @@ from domain.money import Money, MoneyError
 from paysaga.db import tenant_tx
 from services import temporal
 from services.context import AppContext
-from services.errors import Conflict, ServiceError, Unavailable, Unprocessable, not_found, temporarily_unavailable
+from services.errors import (
+    BadRequest,
+    Conflict,
+    ServiceError,
+    Unavailable,
+    Unprocessable,
+    not_found,
+    temporarily_unavailable,
+)
 from services.ids import new_id
 from services.payments import load_in as load_payment
 
@@ -98,6 +106,21 @@ async def _load(ctx: AppContext, who: Principal, dispute_id: str) -> tuple[Dispu
 async def get(ctx: AppContext, who: Principal, dispute_id: str) -> dict[str, Any]:
     """A dispute, by our id (`dsp_…`) or the provider's."""
     return dispute_json(*await _load(ctx, who, dispute_id))
+
+
+async def list_page(ctx: AppContext, who: Principal, *, limit: int, starting_after: str | None,
+                    status: str | None, payment_id: str | None) -> dict[str, Any]:
+    """Newest first, optionally of one status (e.g. `needs_response`: what finance must answer) or one payment."""
+    async with tenant_tx(ctx.pool, who.tenant_id) as conn:
+        try:
+            views, has_more = await store.list_page(conn, limit, starting_after, status, payment_id)
+        except LookupError:
+            raise BadRequest("invalid-cursor", "Invalid cursor", f"No dispute {starting_after}.") from None
+        statuses = {p: payment_dispute_status([DisputeStatus(d.status) for d in await store.list_disputes(conn, p)])
+                    for p in {v.payment_id for v in views}}
+    page = [dispute_json(v, statuses[v.payment_id]) for v in views]
+    return {"object": "list", "data": page, "has_more": has_more,
+            "next_cursor": page[-1]["id"] if has_more else None}
 
 
 async def list_for_payment(ctx: AppContext, who: Principal, payment_id: str) -> dict[str, Any]:

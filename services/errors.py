@@ -80,13 +80,17 @@ def temporarily_unavailable(detail: str = "Could not reach the workflow.") -> Un
 
 
 def from_database(exc: BaseException) -> ServiceError | None:
-    """A database refusal that escaped validation, as the client's error it is: bad data (SQLSTATE class 22:
-    a character PostgreSQL cannot store, a number out of range) is 422; a violated constraint (class 23) is 409.
-    Anything else is not the client's doing (None)."""
+    """A database refusal that escaped validation, as the answer it deserves: bad data (SQLSTATE class 22: a
+    character PostgreSQL cannot store, a number out of range) is 422; a violated constraint (class 23) is 409; an
+    unreachable database is 503. Anything else is a fault of ours (None)."""
     import asyncpg  # here, not at import: the error module stays free of drivers for every other caller
 
     if isinstance(exc, asyncpg.DataError):
         return Unprocessable("invalid-data", "Invalid data", "A value in the request cannot be stored.")
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return Conflict("constraint-violation", "Conflict", "The request conflicts with the stored data.")
+    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.ConnectionDoesNotExistError
+                  | asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
+        return Unavailable("temporarily-unavailable", "Try again", "The database cannot be reached right now.",
+                           headers={"Retry-After": "1"})
     return None

@@ -86,3 +86,24 @@ def outbox_view(view: DisputeView) -> dict[str, Any]:
     body = json.loads(view.model_dump_json(exclude={"evidence"}))
     body["evidence_fields"] = sorted(view.evidence)
     return body
+
+
+async def list_page(conn: asyncpg.Connection, limit: int, starting_after: str | None, status: str | None,
+                    payment_id: str | None) -> tuple[list[DisputeView], bool]:
+    """Newest first, keyset-paginated after the dispute `starting_after`, optionally of one status or payment;
+    (page, has_more). LookupError if the cursor names no dispute."""
+    cursor = None
+    if starting_after:
+        cursor = await conn.fetchrow(
+            "SELECT created_at, dispute_id FROM paysaga.disputes WHERE dispute_id = $1", starting_after)
+        if cursor is None:
+            raise LookupError(starting_after)
+    rows = await conn.fetch(
+        f"""SELECT {DISPUTE_COLUMNS} FROM paysaga.disputes
+            WHERE ($1::timestamptz IS NULL OR (created_at, dispute_id) < ($1, $2))
+              AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR payment_id = $4)
+            ORDER BY created_at DESC, dispute_id DESC LIMIT $5""",
+        cursor["created_at"] if cursor else None, cursor["dispute_id"] if cursor else None, status, payment_id,
+        limit + 1,
+    )
+    return [DisputeView.model_validate(dict(r)) for r in rows[:limit]], len(rows) > limit

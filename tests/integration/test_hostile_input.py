@@ -47,7 +47,7 @@ def resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
         for part in schema["$ref"].lstrip("#/").split("/"):
             node = node[part]
         schema = node
-    if "anyOf" in schema:  # Optional[Body]: the object branch
+    if "anyOf" in schema and "properties" not in schema:  # Optional[Body]: the object branch
         schema = next((resolve(s, spec) for s in schema["anyOf"] if s.get("type") != "null"), schema)
     return schema
 

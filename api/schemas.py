@@ -1,0 +1,265 @@
+"""The shapes the API answers with, as published in `/openapi.json`: a client generated from it can type every
+body, errors included. Unknown fields are refused when a response is checked against its model, so the models
+and the services' read models cannot drift apart unnoticed."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: e.g. [\"body\", \"metadata\", \"k\"] or [\"query\", \"limit\"]")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. `type` is stable per kind of problem; extension members may follow."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "https://paysaga.dev/problems/payment-not-cancelable", "title": "Payment cannot be canceled",
+        "status": 409, "detail": "The payment is completed.", "instance": "/v1/payments/pay_3f2a…/cancel"}]})
+
+    type: str = Field(description="https://paysaga.dev/problems/<slug>")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(default=None, description="Which fields were refused, and why")
+
+
+# --- customers and payment methods -----------------------------------------------------------------------------
+class Customer(Out):
+    id: str
+    object: Literal["customer"]
+    email: str | None
+    name: str | None
+    country: str | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+class PaymentMethod(Out):
+    id: str
+    object: Literal["payment_method"]
+    customer_id: str
+    provider: str
+    provider_token: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    expired: bool
+    fingerprint: str | None
+    country: str | None
+    detached_at: str | None
+    created_at: str
+    duplicate: bool | None = Field(default=None, description="On attach: whether the customer already had the card")
+
+
+class PaymentMethodList(Out):
+    object: Literal["list"]
+    data: list[PaymentMethod]
+    has_more: bool
+
+
+# --- payments -------------------------------------------------------------------------------------------------
+class Risk(Out):
+    score: int | None
+    reasons: list[str]
+
+
+class FraudReason(Out):
+    code: str
+    contribution: int
+    explanation: str
+
+
+class Fraud(Out):
+    score: int | None
+    action: str | None
+    reasons: list[FraudReason]
+
+
+class Payment(Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": "pay_3f2a9c0e1b7d4e55a6c8d901", "object": "payment", "status": "processing", "amount": "12.34",
+        "amount_micros": 12_340_000, "currency": "USD", "customer_id": "cus_…", "payment_method_id": "pm_…",
+        "description": None, "metadata": {}, "provider": "sandbox", "provider_intent_id": "pi_sbx_…",
+        "failure_code": None, "failure_message": None, "next_action": None, "risk": {"score": 0, "reasons": []},
+        "fraud": None, "workflow_id": "payment/<tenant>/pay_3f2a…", "created_at": "2026-12-01T17:47:03.909254+00:00",
+        "updated_at": "2026-12-01T17:47:04.031339+00:00"}]})
+
+    id: str
+    object: Literal["payment"]
+    status: Literal["created", "pending", "processing", "completed", "failed", "canceled"]
+    amount: str = Field(description="Decimal string in the currency's major unit")
+    amount_micros: int
+    currency: str
+    customer_id: str
+    payment_method_id: str
+    description: str | None
+    metadata: dict[str, Any]
+    provider: str
+    provider_intent_id: str | None
+    failure_code: str | None
+    failure_message: str | None
+    next_action: dict[str, Any] | None = Field(
+        description="3-D Secure: {type: redirect_to_url, redirect_to_url: {url}}")
+    risk: Risk
+    fraud: Fraud | None
+    workflow_id: str
+    created_at: str
+    updated_at: str
+
+
+class PaymentList(Out):
+    object: Literal["list"]
+    data: list[Payment]
+    has_more: bool
+    next_cursor: str | None
+
+
+# --- refunds --------------------------------------------------------------------------------------------------
+class Refund(Out):
+    id: str
+    object: Literal["refund"]
+    payment_id: str
+    status: Literal["pending", "succeeded", "failed", "canceled"]
+    amount: str
+    amount_micros: int
+    currency: str
+    reason: str | None
+    provider_refund_id: str | None
+    failure_code: str | None
+    workflow_id: str
+    created_at: str
+    updated_at: str
+
+
+class RefundList(Out):
+    object: Literal["list"]
+    data: list[Refund]
+    amount_refunded: str
+    amount_refundable: str
+
+
+# --- disputes -------------------------------------------------------------------------------------------------
+class Dispute(Out):
+    id: str
+    object: Literal["dispute"]
+    payment_id: str
+    status: Literal["needs_response", "under_review", "won", "lost", "accepted"]
+    outcome: Literal["won", "lost"] | None
+    reason: str | None
+    amount: str
+    amount_micros: int
+    currency: str
+    funds_withdrawn: str
+    funds_reinstated: str
+    evidence_due_by: str | None
+    accepting_evidence: bool
+    evidence: dict[str, str]
+    evidence_submitted_at: str | None
+    payment_dispute_status: str | None
+    provider: str
+    provider_dispute_id: str
+    workflow_id: str
+    created_at: str
+    updated_at: str
+    closed_at: str | None
+
+
+class PaymentDisputes(Out):
+    object: Literal["list"]
+    payment_id: str
+    dispute_status: Literal["none", "disputed", "disputed_lost", "disputed_won"]
+    amount_disputed_net: str
+    data: list[Dispute]
+
+
+class DisputeList(Out):
+    object: Literal["list"]
+    data: list[Dispute]
+    has_more: bool
+    next_cursor: str | None
+
+
+# --- audit, dead letters, webhooks, health, sandbox -----------------------------------------------------------
+class AuditEvent(Out):
+    id: int
+    object: Literal["audit_event"]
+    tenant_id: str
+    actor: str
+    action: str
+    resource_type: str
+    resource_id: str | None
+    correlation_id: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    at: str
+
+
+class AuditList(Out):
+    object: Literal["list"]
+    data: list[AuditEvent]
+    has_more: bool
+    next_cursor: int | None
+
+
+class DeadLetter(Out):
+    id: str
+    object: Literal["dead_letter"]
+    workflow_id: str
+    payment_id: str | None
+    step: str
+    reason: str
+    status: Literal["open", "replayed", "expired"]
+    input: dict[str, Any]
+    created_at: str
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+class DeadLetterList(Out):
+    object: Literal["list"]
+    data: list[DeadLetter]
+
+
+class Replayed(Out):
+    id: str
+    object: Literal["dead_letter"]
+    status: str
+
+
+class WebhookAck(BaseModel):
+    """A handler may add members of its own (handlers of other kinds than paysaga's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    received: Literal[True]
+    duplicate: bool | None = None
+    ignored: str | None = Field(default=None, description="Why the event was recorded but not acted on")
+    note: str | None = None
+
+
+class Live(Out):
+    status: Literal["ok"]
+
+
+class Ready(Out):
+    status: Literal["ok"]
+    checks: dict[str, str]
+
+
+class SandboxIntent(Out):
+    id: str
+    object: Literal["payment_intent"]
+    status: str
