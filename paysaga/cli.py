@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -166,19 +166,85 @@ def reconcile(
     typer.echo(json.dumps(asyncio.run(_run()).model_dump(), indent=2))
 
 
+def _admin_url() -> str:
+    """The owner's connection: DATABASE_ADMIN_URL, or the running dev stack's (written by `paysaga dev`)."""
+    url = get_settings().database_admin_url
+    if not url:
+        raise typer.BadParameter("no database to administer: start the dev stack (make run) or set "
+                                 "DATABASE_ADMIN_URL to the owner role's connection URL")
+    return url
+
+
+def _run_admin(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+RoleOption = Annotated[list[str], typer.Option("--role", help="payments | finance | admin (repeatable)")]
+
+
 @tenants_app.command("create")
-def tenants_create(
-    name: str,
-    role: Annotated[list[str], typer.Option("--role", help="payments | finance | admin (repeatable)")] = ["payments"],  # noqa: B006
-) -> None:
-    """Create a tenant and print its API key (shown once)."""
+def tenants_create(name: str, role: RoleOption = ["payments"]) -> None:  # noqa: B006
+    """Create a tenant and its first API key (shown once; only its SHA-256 is stored)."""
     from services.tenants import create_tenant
 
-    settings = get_settings()
-    if not settings.database_admin_url:
-        raise typer.BadParameter("set DATABASE_ADMIN_URL to the owner role's connection URL")
-    tenant_id, key = asyncio.run(create_tenant(settings.database_admin_url, name, role))
+    tenant_id, key = _run_admin(create_tenant(_admin_url(), name, role))
     typer.echo(f"tenant_id={tenant_id}\napi_key={key}")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    """Every tenant, with its number of active API keys."""
+    from services.tenants import list_tenants
+
+    rows = _run_admin(list_tenants(_admin_url()))
+    typer.echo(f"{'tenant_id':<38} {'active keys':>11}  {'created':<20} name")
+    for r in rows:
+        typer.echo(f"{r['tenant_id']:<38} {r['active_keys']:>11}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['name']}")
+
+
+keys_app = typer.Typer(help="API keys: several per tenant, each with its roles; revoked at once.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant's id or (unique) name")],
+    role: RoleOption = ["payments"],  # noqa: B006
+    name: Annotated[str | None, typer.Option(help="What the key is for, e.g. 'shop front'")] = None,
+) -> None:
+    """Give a tenant another API key, e.g. a payments-only key for a shop front (shown once)."""
+    from services.tenants import create_key
+
+    tenant_id, key_id, key = _run_admin(create_key(_admin_url(), tenant, role, name))
+    typer.echo(f"tenant_id={tenant_id}\nkey_id={key_id}\nroles={','.join(role)}\napi_key={key}")
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str, typer.Option(help="The tenant's id or (unique) name")]) -> None:
+    """A tenant's keys: roles, when created, last used and revoked (never the key itself)."""
+    from services.tenants import list_keys
+
+    def when(value: Any) -> str:
+        return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
+    rows = _run_admin(list_keys(_admin_url(), tenant))
+    typer.echo(f"{'key_id':<22} {'roles':<24} {'created':<20} {'last used':<20} {'revoked':<20} name")
+    for r in rows:
+        typer.echo(f"{r['key_id']:<22} {','.join(r['roles']):<24} {when(r['created_at']):<20} "
+                   f"{when(r['last_used_at']):<20} {when(r['revoked_at']):<20} {r['name'] or ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: the next request with it is answered 401."""
+    from services.tenants import revoke_key
+
+    row = _run_admin(revoke_key(_admin_url(), key_id))
+    typer.echo(f"{row['key_id']} revoked at {row['revoked_at']:%Y-%m-%d %H:%M:%S}")
 
 
 @app.command()
