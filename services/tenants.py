@@ -53,8 +53,6 @@ async def create_tenant(admin_url: str, name: str, roles: list[str]) -> tuple[st
     async with _as_tenant(admin_url, tenant_id) as conn:
         await store.insert_tenant(conn, tenant_id, name)
         await store.insert_key(conn, key_id, tenant_id, key_hash, roles)
-        await _audit(conn, "tenant.create", "tenant", tenant_id, name=name)
-        await _audit(conn, "api_key.create", "api_key", key_id, roles=roles)
     return tenant_id, secret
 
 
