@@ -14,7 +14,7 @@ Adapters
   - set ``model`` to something traceable (``"vendorx-2026-11"``);
   - never be called bare: wrap it in ``TimeBoxedAIClient(adapter, timeout_s=…)``. The score is advisory, so a
     slow or broken model must cost neither availability nor latency: on timeout or on any error the wrapper
-    answers with the built-in score (``model = "builtin-v1+fallback"``) and logs why.
+    answers with the built-in score (``model = "builtin-v2+fallback"``) and logs why.
 
 ``gather_features(conn, payment_id)`` reads the facts with plain SQL inside the caller's tenant transaction.
 """

@@ -11,35 +11,60 @@ The model
 ---------
 Every feature that looks suspicious adds a whole number of points; the score is their sum, capped at 100. Each
 non-zero contribution is returned as a reason ``(code, contribution, explanation)`` so that the score can be
-read back as "30 because the amount is 12x this customer's usual, 15 because the card was issued in another
+read back as "20 because of 5 other payments in the last hour, 10 because the card was issued in another
 country, …". The contributions always add up to the uncapped score.
+
+The features come in two kinds. *Risk signals* are what stolen cards and taken-over accounts do: an amount far
+above the customer's habits, bursts, declines before a success. *Context signals* only say that something is new
+or cross-border: no history, a card not used here before, a card added just now, a card issued in another country
+than the customer's. Context is true of nearly every first purchase and of every customer who lives elsewhere
+than their bank, so on its own it stays well below the 3-D Secure threshold; next to a risk signal it makes the
+risk more believable, and the ``context_corroborates_risk`` reason counts the risk points again, up to the
+context's own points.
 
 =============================== ============================================== ======= =========================
 code                            when                                           points  why
 =============================== ============================================== ======= =========================
+*risk signals*
 amount_above_customer_median    amount > 2x / > 5x / > 10x the customer's      10/20/30 stolen cards and taken-over
                                 median completed amount in this currency                accounts buy far above the
                                                                                         owner's habits
-no_payment_history              the customer has no completed payment in this  10      nothing to compare with;
-                                currency                                                first purchases carry more
-                                                                                        fraud (kept below a 5x jump)
 velocity_last_hour              n >= 2 other payments in the hour before       5(n-1)  bursts are how stolen cards
                                                                                max 20  are tested and cashed out
 velocity_last_day               n >= 6 other payments in the 24 h before       3(n-5)  sustained volume beyond a
                                                                                max 15  normal day
 prior_failed_payments           n failed payments of the customer in the       8n      declines before a success
                                 24 h before                                    max 20  are the card-testing pattern
-payment_method_first_use        the card has never completed a payment         10      an unproven card
-payment_method_recently_added   the card was attached < 1 h ago (or its age    10 / 5  attach-and-pay-at-once is
-                                is unknown) / < 24 h ago                               typical of stolen cards
-country_mismatch                card's issuing country != customer's country   15      the strongest simple signal
-                                (both known)                                            of a card used by someone
-                                                                                        other than its owner
+*context signals*
+no_payment_history              the customer has no completed payment in this  5       every first purchase has
+                                currency                                                it: nothing to compare with
+payment_method_first_use        the card has never completed a payment         5       an unproven card
+payment_method_recently_added   the card was attached < 1 h ago (or its age    5 / 3   attach-and-pay is how stolen
+                                is unknown) / < 24 h ago                               cards are used, and how
+                                                                                        most first purchases go
+country_mismatch                card's issuing country != customer's country   10      a card used by someone
+                                (both known)                                            other than its owner, or
+                                                                                        a customer abroad
+*both*
+context_corroborates_risk       some risk signal and some context signal       min(R,  the same burst or jump is
+                                fire: R = their risk points, C = their         C, 15)  likelier fraud on a new or
+                                context points                                          foreign card
 =============================== ============================================== ======= =========================
 
-The maximum before the cap is 120, so the cap matters only when nearly everything fires. An unknown country adds
-nothing (absence of data is not evidence); the bias report (``paysaga risk bias-report``) watches whether any
-feature, notably ``country_mismatch``, falls disproportionately on one segment of customers.
+What that gives under the default policy (3-D Secure from 40, review from 60):
+
+* context alone is at most 5 + 5 + 5 + 10 = 25: an ordinary first purchase is allowed from any country, with any
+  card, domestic or not (``builtin-v1`` gave a first purchase with a foreign card 45 and challenged it);
+* a strong risk signal (a burst: 20, repeated failures: 20, a 10x amount: 30) with a mismatch is at least
+  20 + 10 + 10 = 40: still challenged, whatever else is known;
+* card testing (a new customer with a new card, 4 other payments in the hour and 3 declines) is 15 + 20 of risk,
+  15 of context and 15 of corroboration = 65: reviewed.
+
+The maximum before the cap is 85 (risk) + 20 (context with an amount signal, which excludes ``no_payment_history``)
++ 15 = 120, so the cap matters only when nearly everything fires. An unknown country adds nothing (absence of data
+is not evidence); the bias report (``paysaga risk bias-report``) watches whether any feature, notably
+``country_mismatch``, falls disproportionately on one segment of customers (``bench/fraud_bias.py`` shows what
+``builtin-v1`` did to first purchases from abroad, and what this model does).
 
 Actions (``FraudPolicy``): ``score < require_3ds_at`` → ``allow``; ``require_3ds_at <= score < review_at`` →
 ``require_3ds`` (the payment goes on with 3-D Secure); ``score >= review_at`` → ``review`` (flagged for a human
@@ -53,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 MAX_SCORE = 100
-BUILTIN_MODEL = "builtin-v1"
+BUILTIN_MODEL = "builtin-v2"
 
 Action = Literal["allow", "require_3ds", "review"]
 ACTIONS: tuple[str, ...] = ("allow", "require_3ds", "review")  # in increasing order of friction
@@ -63,14 +88,30 @@ HOUR = 3600
 DAY = 86_400
 
 # --- points (the table in the module docstring; change both together) ----------------------------------------
+# Risk signals.
 AMOUNT_BANDS: tuple[tuple[int, int], ...] = ((10, 30), (5, 20), (2, 10))  # (amount > k x median, points)
-NO_HISTORY_POINTS = 10
 VELOCITY_HOUR_FREE, VELOCITY_HOUR_STEP, VELOCITY_HOUR_MAX = 1, 5, 20
 VELOCITY_DAY_FREE, VELOCITY_DAY_STEP, VELOCITY_DAY_MAX = 5, 3, 15
 FAILED_STEP, FAILED_MAX = 8, 20
-FIRST_USE_POINTS = 10
-ADDED_WITHIN_HOUR_POINTS, ADDED_WITHIN_DAY_POINTS = 10, 5
-COUNTRY_MISMATCH_POINTS = 15
+# Context signals: together at most 25, so that they never reach the default 3-D Secure threshold (40) alone.
+NO_HISTORY_POINTS = 5
+FIRST_USE_POINTS = 5
+ADDED_WITHIN_HOUR_POINTS, ADDED_WITHIN_DAY_POINTS = 5, 3
+COUNTRY_MISMATCH_POINTS = 10
+# Context next to risk: the risk points count again, up to the context points and at most this.
+CORROBORATION_MAX = 15
+
+RISK_CODES = frozenset({"amount_above_customer_median", "velocity_last_hour", "velocity_last_day",
+                        "prior_failed_payments"})
+CONTEXT_CODES = frozenset({"no_payment_history", "payment_method_first_use", "payment_method_recently_added",
+                           "country_mismatch"})
+CORROBORATION_CODE = "context_corroborates_risk"
+_CONTEXT_WORDS = {  # how a context reason reads inside the corroboration's sentence
+    "no_payment_history": "no history",
+    "payment_method_first_use": "a card not used here before",
+    "payment_method_recently_added": "a freshly added card",
+    "country_mismatch": "a card issued in another country",
+}
 
 
 @dataclass(frozen=True)
@@ -239,6 +280,19 @@ def _country_reason(f: FraudFeatures) -> FraudReason | None:
     return None
 
 
+def _corroboration_reason(reasons: list[FraudReason]) -> FraudReason | None:
+    risk = sum(r.contribution for r in reasons if r.code in RISK_CODES)
+    context = [r for r in reasons if r.code in CONTEXT_CODES]
+    points = min(risk, sum(r.contribution for r in context), CORROBORATION_MAX)
+    if points <= 0:
+        return None
+    words = [_CONTEXT_WORDS[r.code] for r in sorted(context, key=lambda r: r.code)]
+    listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+    return FraudReason(CORROBORATION_CODE, points,
+                       f"{risk} points of risk signals with {listed}: counted again up to the context's "
+                       f"{sum(r.contribution for r in context)} points (at most {CORROBORATION_MAX})")
+
+
 def score(features: FraudFeatures, policy: FraudPolicy | None = None) -> FraudAssessment:
     """Score one payment. Never declines: the worst outcome is ``review`` (with 3-D Secure)."""
     policy = policy or FraudPolicy()
@@ -248,5 +302,6 @@ def score(features: FraudFeatures, policy: FraudPolicy | None = None) -> FraudAs
         *_payment_method_reasons(features),
         *filter(None, [_country_reason(features)]),
     ]
+    reasons.extend(filter(None, [_corroboration_reason(reasons)]))
     total = min(MAX_SCORE, sum(r.contribution for r in reasons))
     return FraudAssessment(score=total, reasons=tuple(reasons), action=policy.action_for(total))

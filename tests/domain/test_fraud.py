@@ -12,7 +12,20 @@ from hypothesis import strategies as st
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.ai_client import FALLBACK_MODEL, AIClient, BuiltinScorer, TimeBoxedAIClient
-from domain.fraud import ACTIONS, BUILTIN_MODEL, FraudAssessment, FraudFeatures, FraudPolicy, FraudReason, score
+from domain.fraud import (
+    ACTIONS,
+    BUILTIN_MODEL,
+    CONTEXT_CODES,
+    RISK_CODES,
+    VELOCITY_DAY_FREE,
+    VELOCITY_HOUR_FREE,
+    FraudAssessment,
+    FraudFeatures,
+    FraudPolicy,
+    FraudReason,
+    score,
+)
+from paysaga.settings import Settings
 
 UNIT = 1_000_000
 DAY = 86_400
@@ -55,9 +68,9 @@ def test_amount_ratio_is_explained_with_integer_arithmetic() -> None:
 
 @pytest.mark.parametrize("overrides", [{"customer_completed_count": 0, "customer_median_amount_micros": None},
                                        {"customer_median_amount_micros": None}])
-def test_no_history_is_a_flat_ten(overrides: dict[str, Any]) -> None:
+def test_no_history_is_a_flat_five(overrides: dict[str, Any]) -> None:
     a = score(features(amount_micros=10_000 * UNIT, **overrides))
-    assert codes(a) == {"no_payment_history": 10}
+    assert codes(a) == {"no_payment_history": 5}
 
 
 @pytest.mark.parametrize(("hour", "points"), [(0, 0), (1, 0), (2, 5), (3, 10), (5, 20), (50, 20)])
@@ -77,19 +90,19 @@ def test_prior_failures(failed: int, points: int) -> None:
 
 
 @pytest.mark.parametrize(("age", "uses", "expected"), [
-    (None, 0, {"payment_method_first_use": 10, "payment_method_recently_added": 10}),
-    (0, 0, {"payment_method_first_use": 10, "payment_method_recently_added": 10}),
-    (3599, 3, {"payment_method_recently_added": 10}),
-    (3600, 3, {"payment_method_recently_added": 5}),
-    (DAY - 1, 0, {"payment_method_first_use": 10, "payment_method_recently_added": 5}),
-    (DAY, 0, {"payment_method_first_use": 10}),
+    (None, 0, {"payment_method_first_use": 5, "payment_method_recently_added": 5}),
+    (0, 0, {"payment_method_first_use": 5, "payment_method_recently_added": 5}),
+    (3599, 3, {"payment_method_recently_added": 5}),
+    (3600, 3, {"payment_method_recently_added": 3}),
+    (DAY - 1, 0, {"payment_method_first_use": 5, "payment_method_recently_added": 3}),
+    (DAY, 0, {"payment_method_first_use": 5}),
     (DAY, 1, {}),
 ])
 def test_payment_method_novelty(age: int | None, uses: int, expected: dict[str, int]) -> None:
     assert codes(score(features(payment_method_age_seconds=age, payment_method_previous_uses=uses))) == expected
 
 
-@pytest.mark.parametrize(("card", "customer", "points"), [("US", "GB", 15), ("gb", "GB ", 0), (None, "GB", 0),
+@pytest.mark.parametrize(("card", "customer", "points"), [("US", "GB", 10), ("gb", "GB ", 0), (None, "GB", 0),
                                                           ("US", None, 0), ("", "GB", 0)])
 def test_country_mismatch_needs_both_countries(card: str | None, customer: str | None, points: int) -> None:
     a = score(features(card_country=card, customer_country=customer))
@@ -115,19 +128,40 @@ def test_a_typical_card_testing_pattern_is_reviewed() -> None:
     assert a.score == 10 + 15 + 20 + 10 + 10 and a.action == "review"
 
 
-def test_new_customer_new_card_abroad_gets_3ds() -> None:
+def test_new_customer_new_card_abroad_is_allowed() -> None:
     a = score(features(customer_completed_count=0, customer_median_amount_micros=None,
                        payment_method_age_seconds=120, payment_method_previous_uses=0, card_country="US"))
+    assert (a.score, a.action) == (25, "allow")
+
+
+def test_new_customer_new_card_abroad_in_a_burst_gets_3ds() -> None:
+    a = score(features(customer_completed_count=0, customer_median_amount_micros=None, payments_last_hour=3,
+                       payments_last_day=3, payment_method_age_seconds=120, payment_method_previous_uses=0,
+                       card_country="US"))
+    assert codes(a) == {"velocity_last_hour": 10, "context_corroborates_risk": 10, "country_mismatch": 10,
+                        "no_payment_history": 5, "payment_method_first_use": 5, "payment_method_recently_added": 5}
     assert (a.score, a.action) == (45, "require_3ds")
+
+
+def test_context_counts_again_only_next_to_risk_and_at_most_the_context() -> None:
+    mismatch_only = score(features(card_country="US", payments_last_hour=9, payments_last_day=9))
+    assert codes(mismatch_only)["context_corroborates_risk"] == 10  # the context's own 10 points
+    weak = score(features(card_country="US", payments_last_hour=2, payments_last_day=2))
+    assert codes(weak)["context_corroborates_risk"] == 5  # the risk's own 5 points
+    assert "context_corroborates_risk" not in codes(score(features(payments_last_hour=9, payments_last_day=9)))
+    assert "context_corroborates_risk" not in codes(score(features(card_country="US")))
+    reason = next(r for r in weak.reasons if r.code == "context_corroborates_risk")
+    assert reason.explanation == ("5 points of risk signals with a card issued in another country: counted again "
+                                  "up to the context's 10 points (at most 15)")
 
 
 def test_reasons_are_sorted_by_contribution_then_code() -> None:
     a = score(features(payment_method_age_seconds=10, payment_method_previous_uses=0, card_country="FR",
                        prior_failed_last_day=1))
     assert [(r.code, r.contribution) for r in a.reasons] == [
-        ("country_mismatch", 15), ("payment_method_first_use", 10), ("payment_method_recently_added", 10),
-        ("prior_failed_payments", 8)]
-    assert a.reasons_json()[0] == {"code": "country_mismatch", "contribution": 15,
+        ("country_mismatch", 10), ("context_corroborates_risk", 8), ("prior_failed_payments", 8),
+        ("payment_method_first_use", 5), ("payment_method_recently_added", 5)]
+    assert a.reasons_json()[0] == {"code": "country_mismatch", "contribution": 10,
                                    "explanation": "card issued in FR, customer in GB"}
 
 
@@ -253,6 +287,76 @@ def test_monotonic_in_velocity(f: FraudFeatures, a: int, b: int) -> None:
     for name in ("payments_last_hour", "payments_last_day", "prior_failed_last_day"):
         assert score(dataclasses.replace(f, **{name: low})).score <= \
             score(dataclasses.replace(f, **{name: high})).score
+
+
+# --- properties of the calibration: context alone is never challenged, risk with a mismatch always is ----------
+# The hard rules' default amount ceiling: above it a payment is declined before it is scored.
+HARD_LIMIT_MICROS: int = Settings.model_fields["risk_max_amount_micros"].default
+country_codes = st.from_regex(r"[A-Z]{2}", fullmatch=True)
+
+
+@st.composite
+def ordinary_first_purchases(draw: st.DrawFn) -> FraudFeatures:
+    """A first purchase from anywhere: no completed payment yet, a card just added (or of unknown age) and never
+    used, at most one other payment in the hour and five in the day (what the velocity signals let pass), no
+    failures, any amount the hard rules let through."""
+    hour = draw(st.integers(0, VELOCITY_HOUR_FREE), "other payments in the hour")
+    return FraudFeatures(
+        amount_micros=draw(st.integers(1, HARD_LIMIT_MICROS), "amount"),
+        currency=draw(st.sampled_from(["USD", "EUR", "JPY", "BRL", "INR"]), "currency"),
+        customer_median_amount_micros=None, customer_completed_count=0,
+        payments_last_hour=hour, payments_last_day=draw(st.integers(hour, VELOCITY_DAY_FREE), "in the day"),
+        payment_method_age_seconds=draw(st.none() | st.integers(0, DAY), "card age"),
+        payment_method_previous_uses=0,
+        card_country=draw(st.none() | country_codes, "card country"),
+        customer_country=draw(st.none() | country_codes, "customer country"),
+        prior_failed_last_day=0,
+    )
+
+
+@settings(max_examples=500)
+@given(ordinary_first_purchases())
+def test_an_ordinary_first_purchase_from_any_country_is_allowed(f: FraudFeatures) -> None:
+    a = score(f, FraudPolicy())
+    assert a.action == "allow", a.reasons
+    assert {r.code for r in a.reasons} <= CONTEXT_CODES
+
+
+@settings(max_examples=300)
+@given(feature_strategy, st.data())
+def test_context_without_a_risk_signal_is_never_challenged(f: FraudFeatures, data: st.DataObject) -> None:
+    quiet = dataclasses.replace(
+        f, payments_last_hour=min(f.payments_last_hour, VELOCITY_HOUR_FREE),
+        payments_last_day=min(f.payments_last_day, VELOCITY_DAY_FREE), prior_failed_last_day=0,
+        amount_micros=f.amount_micros if f.customer_median_amount_micros is None
+        else data.draw(st.integers(1, 2 * f.customer_median_amount_micros), "amount at most 2x the median"))
+    a = score(quiet, FraudPolicy())
+    assert not {r.code for r in a.reasons} & RISK_CODES
+    assert a.action == "allow", a.reasons
+
+
+def with_risk_signal(f: FraudFeatures, signal: str, data: st.DataObject) -> FraudFeatures:
+    """``f`` with one risk signal at full weight: a burst, repeated failures, or ten times the usual amount."""
+    if signal == "burst":
+        hour = data.draw(st.integers(VELOCITY_HOUR_FREE + 4, 200), "burst")
+        return dataclasses.replace(f, payments_last_hour=hour, payments_last_day=max(hour, f.payments_last_day))
+    if signal == "failures":
+        return dataclasses.replace(f, prior_failed_last_day=data.draw(st.integers(3, 200), "failures"))
+    median = data.draw(st.integers(1, HARD_LIMIT_MICROS // 11), "median")
+    return dataclasses.replace(f, customer_completed_count=max(1, f.customer_completed_count),
+                               customer_median_amount_micros=median,
+                               amount_micros=data.draw(st.integers(10 * median + 1, HARD_LIMIT_MICROS), "10x"))
+
+
+@settings(max_examples=500)
+@given(feature_strategy, st.sampled_from(["burst", "failures", "amount_10x"]), st.data())
+def test_a_risk_signal_with_a_country_mismatch_still_asks_for_3ds(
+        f: FraudFeatures, signal: str, data: st.DataObject) -> None:
+    card, customer = data.draw(st.lists(country_codes, min_size=2, max_size=2, unique=True), "countries")
+    risky = with_risk_signal(dataclasses.replace(f, card_country=card, customer_country=customer), signal, data)
+    a = score(risky, FraudPolicy())
+    assert a.requires_3ds, a.reasons
+    assert "country_mismatch" in {r.code for r in a.reasons}
 
 
 # --- the AIClient adapters --------------------------------------------------------------------------------------

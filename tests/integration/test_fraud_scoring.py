@@ -29,15 +29,35 @@ async def customer(http, country: str, token: str = "pm_card_visa") -> tuple[str
 
 async def test_a_risky_payment_is_challenged_not_declined(stack: Stack, tenant: tuple[str, str]) -> None:
     async with stack.http(tenant[1]) as http:
-        cid, pm = await customer(http, "GB")  # a sandbox card is issued in the US: country mismatch
-        body = (await pay(http, cid, pm, "20.00")).json()
+        cid, pm = await customer(http, "DE")  # pm_card_visa is issued in the US: a country mismatch
+        for _ in range(4):  # repeat purchases within the hour, each settled before the next
+            body = (await pay(http, cid, pm, "20.00", "EUR")).json()
+            assert body["fraud"]["action"] == "allow", body["fraud"]
+            await wait_status(http, body["id"], {"completed"})
+        body = (await pay(http, cid, pm, "20.00", "EUR")).json()  # the fifth in the hour: a burst
         assert body["fraud"]["action"] in ("require_3ds", "review") and body["fraud"]["score"] >= 40
-        assert "country_mismatch" in {r["code"] for r in body["fraud"]["reasons"]}
+        assert {"velocity_last_hour", "context_corroborates_risk"} <= {r["code"] for r in body["fraud"]["reasons"]}
         assert body["status"] == "pending" and body["next_action"]  # the score asked for 3-D Secure
         await http.post(body["next_action"]["redirect_to_url"]["url"], json={"outcome": "succeed"})
         await wait_status(http, body["id"], {"completed"})
     described = await stack.client.get_workflow_handle(body["workflow_id"]).describe()
     assert described.typed_search_attributes.get(sa.FRAUD_SCORE) == body["fraud"]["score"]
+
+
+@pytest.mark.parametrize("token", ["pm_card_visa", "pm_card_de"])
+async def test_a_first_payment_from_abroad_completes_without_3ds(
+        stack: Stack, tenant: tuple[str, str], token: str) -> None:
+    async with stack.http(tenant[1]) as http:
+        cid, pm = await customer(http, "DE", token)
+        card = (await http.get(f"/v1/payment_methods/{pm}")).json()
+        body = (await pay(http, cid, pm, "49.90", "EUR")).json()
+        assert body["fraud"]["action"] == "allow" and body["fraud"]["score"] < 40, body["fraud"]
+        assert body["status"] == "processing" and not body.get("next_action")
+        done = await wait_status(http, body["id"], {"completed", "failed", "canceled"})
+    assert done["status"] == "completed"
+    codes = {r["code"] for r in body["fraud"]["reasons"]}
+    assert ("country_mismatch" in codes) is (card["country"] != "DE")
+    assert card["country"] == ("US" if token == "pm_card_visa" else "DE")
 
 
 async def test_an_ordinary_payment_is_allowed_and_scored(stack: Stack, tenant: tuple[str, str]) -> None:
