@@ -1,5 +1,5 @@
 """Load benchmark of a RUNNING paysaga stack (`make run` / `paysaga dev`): payments end to end, webhooks, and the
-machine's ceiling (empty Temporal workflows on the same server).
+machine's ceiling (empty Temporal workflows on the same server), and how the service degrades (shedding).
 
     .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20] [--concurrency 20]
 
@@ -8,6 +8,8 @@ open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never
              payments that already completed measure POST /v1/webhooks/stripe.
 closed loop: N clients, each: POST a payment, wait until it is terminal, repeat; then the ceiling: empty
              workflows started and awaited with the same concurrency by an in-process worker.
+
+Every phase also reports POST outcomes (admitted / shed / timed out), as the client and as the API saw them.
 
 Only loopback addresses are accepted. See bench/README.md for what each number means.
 """
@@ -19,13 +21,15 @@ import asyncio
 import json
 import math
 import os
+import random
+import re
 import secrets
 import shlex
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +60,7 @@ class EmptyWorkflow:
 TERMINAL = {"completed", "failed", "canceled"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE = 100
+RETRY_AFTER_CAP = 10.0  # seconds: a longer Retry-After would outlast the bench's bounded phases
 
 
 # --- results --------------------------------------------------------------------------------------------------
@@ -68,6 +73,9 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     throughput: dict[str, float] = field(default_factory=dict)  # metric -> per second
     info: dict[str, Any] = field(default_factory=dict)
+    posts: Counter[str] = field(default_factory=Counter)  # each POST /v1/payments answer: "201", "503 overloaded"
+    keys: Counter[str] = field(default_factory=Counter)  # each payment (Idempotency-Key): how it ended up
+    server_posts: dict[str, dict[float, int]] = field(default_factory=dict)  # the API's POST histogram, by status
 
     def add(self, metric: str, ms: float) -> None:
         self.latencies.setdefault(metric, []).append(ms)
@@ -161,23 +169,74 @@ class CustomerPool:
 @dataclass
 class Sent:
     payment: dict[str, Any]
-    started: float  # perf_counter when the POST was sent
+    started: float  # perf_counter when the first POST was sent
+    attempts: int  # POSTs sent under its Idempotency-Key
 
 
-async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Phase, run_id: str) -> Sent | None:
+def retry_after(resp: httpx.Response) -> float | None:
+    """The seconds a shed answer asks the client to wait (integer form; None when absent or an HTTP date)."""
+    try:
+        return max(0.0, float(resp.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Phase, args: argparse.Namespace,
+                         run_id: str) -> Sent | None:
+    """POST one payment. A shed answer (429/503) is retried after its Retry-After under the SAME Idempotency-Key,
+    as a well-behaved client does (`--retry-shed`, `--shed-retries`); a client timeout is final, never hidden
+    by a retry. Every answer is counted in `phase.posts`, how the payment ended up in `phase.keys`."""
     body = {"customer_id": customer.customer_id, "payment_method_id": customer.payment_method_id,
             "amount": "12.34", "currency": "EUR", "description": "bench", "metadata": {"bench_run": run_id}}
     headers = {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
-    started = time.perf_counter()
-    try:
-        resp = await http.post("/v1/payments", json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        phase.error(f"payment_create: {type(exc).__name__}")
-        return None
-    if resp.status_code != 201:
-        phase.error(f"payment_create: HTTP {resp.status_code} {_slug(resp)}")
-        return None
+    tries = 1 + (args.shed_retries if args.retry_shed else 0)
+    first = time.perf_counter()
+    for attempt in range(1, tries + 1):
+        started = time.perf_counter()
+        try:
+            # A deadline on the whole request: httpx's timeouts apply to each of pool, connect, write and read on
+            # its own, so an answer 25 s late would not count as the client timeout it is.
+            resp = await asyncio.wait_for(http.post("/v1/payments", json=body, headers=headers), args.timeout)
+        except (TimeoutError, httpx.TimeoutException):
+            phase.posts["timed out"] += 1
+            phase.keys["timed out"] += 1
+            phase.error(f"payment_create: timed out after {args.timeout:g}s (client timeout)")
+            return None
+        except httpx.HTTPError as exc:
+            phase.posts[type(exc).__name__] += 1
+            phase.keys["error"] += 1
+            phase.error(f"payment_create: {type(exc).__name__}")
+            return None
+        kind = f"{resp.status_code} {_slug(resp)}".strip()
+        phase.posts[kind] += 1
+        shed = resp.status_code in (429, 503)
+        # A retry can find the first try still holding its key (409 + Retry-After): wait as for a shed answer.
+        in_flight = resp.status_code == 409 and _slug(resp) == "idempotency-key-in-flight"
+        if shed:
+            phase.add("payment_shed", elapsed_ms(started))
+        if shed or in_flight:
+            wait = retry_after(resp)
+            if wait is None:
+                phase.count("shed_without_retry_after")
+            if attempt < tries:
+                # Jitter (up to +20 %) so that a burst shed together does not come back together.
+                await asyncio.sleep(min(wait if wait is not None else 1.0, RETRY_AFTER_CAP) * (1 + random.random() / 5))
+                continue
+            if not shed:
+                phase.keys["error"] += 1
+                phase.error(f"payment_create: HTTP {kind} after {tries} tries")
+                return None
+            phase.keys["shed, gave up" if args.retry_shed else "shed (not retried)"] += 1
+            return None
+        if resp.status_code != 201:
+            phase.keys["error"] += 1
+            phase.error(f"payment_create: HTTP {kind}")
+            return None
+        break
     phase.add("payment_create", elapsed_ms(started))
+    phase.keys["admitted at once" if attempt == 1 else "admitted on a retry"] += 1
+    if attempt > 1:
+        phase.add("payment_create_retried", elapsed_ms(first))
     payment = resp.json()
     if payment["status"] == "pending" and payment.get("next_action"):
         # The advisory fraud score asked for 3-D Secure (e.g. a burst from one customer): play the customer.
@@ -187,14 +246,20 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
             await http.post(url.replace(str(http.base_url).rstrip("/"), ""), json={"outcome": "succeed"})
         except httpx.HTTPError as exc:
             phase.error(f"three_ds: {type(exc).__name__}")
-    return Sent(payment, started)
+    return Sent(payment, first, attempt)
 
 
 def _slug(resp: httpx.Response) -> str:
     try:
         return str(resp.json().get("type", "")).rsplit("/", 1)[-1]
-    except ValueError:
+    except (ValueError, AttributeError):
         return ""
+
+
+def post_budget(args: argparse.Namespace) -> float:
+    """The longest one payment's POSTs can take, shed retries included."""
+    retries = args.shed_retries if args.retry_shed else 0
+    return (retries + 1) * args.timeout + retries * RETRY_AFTER_CAP * 1.2
 
 
 # --- watching payments until they are terminal ------------------------------------------------------------------
@@ -313,6 +378,48 @@ async def send_webhook(http: httpx.AsyncClient, payment: dict[str, Any], secret:
     phase.info.setdefault("webhook_outcomes", Counter())[outcome] += 1
 
 
+# --- the API's own counters (/metrics, Prometheus text) ---------------------------------------------------------
+SAMPLE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)$", re.MULTILINE)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+POST_ROUTE = {"method": "POST", "route": "/v1/payments"}
+
+
+def samples(metrics_text: str, name: str) -> Iterable[tuple[dict[str, str], float]]:
+    for metric, labels, value in SAMPLE.findall(metrics_text):
+        if metric == name:
+            yield dict(LABEL.findall(labels)), float(value)
+
+
+def post_histogram(metrics_text: str) -> dict[str, dict[float, int]]:
+    """POST /v1/payments as the API timed it, by status: cumulative counts by bucket upper bound (seconds)."""
+    out: dict[str, dict[float, int]] = {}
+    for labels, value in samples(metrics_text, "paysaga_http_request_duration_seconds_bucket"):
+        if all(labels.get(k) == v for k, v in POST_ROUTE.items()):
+            out.setdefault(labels["status"], {})[float(labels["le"])] = round(value)
+    return out
+
+
+def histogram_delta(after: dict[str, dict[float, int]], before: dict[str, dict[float, int]]
+                    ) -> dict[str, dict[float, int]]:
+    delta = {status: {le: n - before.get(status, {}).get(le, 0) for le, n in buckets.items()}
+             for status, buckets in after.items()}
+    return {status: buckets for status, buckets in delta.items() if buckets.get(math.inf)}
+
+
+def bucket_quantile(buckets: dict[float, int], q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile (all a histogram can tell)."""
+    total = buckets[math.inf]
+    return next(le for le in sorted(buckets) if buckets[le] >= q * total)
+
+
+async def scrape(http: httpx.AsyncClient) -> str | None:
+    try:
+        resp = await http.get("/metrics")
+    except httpx.HTTPError:
+        return None
+    return resp.text if resp.status_code == 200 else None
+
+
 # --- one payment, end to end ------------------------------------------------------------------------------------
 @dataclass
 class Ctx:
@@ -327,7 +434,7 @@ class Ctx:
 
 async def one_payment(ctx: Ctx, webhook: bool) -> bool:
     """POST, wait until terminal, record; False if it did not complete."""
-    sent = await create_payment(ctx.http, await ctx.customers.take(), ctx.phase, ctx.run_id)
+    sent = await create_payment(ctx.http, await ctx.customers.take(), ctx.phase, ctx.args, ctx.run_id)
     if sent is None:
         return False
     seen = await ctx.tracker.wait(sent.payment, ctx.args.complete_timeout)
@@ -367,7 +474,7 @@ async def open_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id: s
         lags.append(elapsed_ms(due))
         tasks.append(asyncio.create_task(one_payment(ctx, webhook=i % args.webhook_every == 0)))
     window = time.perf_counter() - started
-    drain = args.complete_timeout + args.webhook_delay + 2 * args.timeout
+    drain = args.complete_timeout + args.webhook_delay + args.timeout + post_budget(args)
     await bounded(asyncio.gather(*tasks), drain, phase, "open loop drain")
     await ctx.tracker.stop()
     phase.throughput["payment_create"] = total / (window + 1 / args.rate)
@@ -399,8 +506,8 @@ async def closed_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id:
     started = time.perf_counter()
     end = started + args.duration
     clients = [closed_client(ctx, end) for _ in range(args.concurrency)]
-    await bounded(asyncio.gather(*clients), args.duration + args.complete_timeout + 2 * args.timeout, phase,
-                  "closed loop")
+    await bounded(asyncio.gather(*clients), args.duration + args.complete_timeout + args.timeout + post_budget(args),
+                  phase, "closed loop")
     await ctx.tracker.stop()
     in_window = [t for t in ctx.completed_at if t <= end]
     phase.throughput["request_to_completed"] = len(in_window) / args.duration
@@ -454,7 +561,9 @@ async def empty_loop(client: Client, queue: str, end: float, phase: Phase, timeo
 
 # --- report -----------------------------------------------------------------------------------------------------
 LABELS = {
-    "payment_create": "POST /v1/payments",
+    "payment_create": "POST /v1/payments (admitted: 201)",
+    "payment_create_retried": "POST first try → 201, shed then retried",
+    "payment_shed": "POST /v1/payments shed (429/503 answer)",
     "request_to_completed": "request → completed (client)",
     "server_created_to_completed": "created → completed (server clock)",
     "webhook": "POST /v1/webhooks/stripe",
@@ -462,7 +571,6 @@ LABELS = {
     "empty_workflow": "empty workflow start → result",
 }
 UNITS = {"payment_create": "offered/s", "request_to_completed": "completed/s", "empty_workflow": "workflows/s"}
-
 
 def table(phases: list[Phase]) -> str:
     lines = ["| mode | metric | count | p50 ms | p95 ms | p99 ms | max ms | throughput |",
@@ -477,19 +585,70 @@ def table(phases: list[Phase]) -> str:
 def row(phase: Phase, metric: str) -> str:
     s = summary(phase.latencies[metric])
     rate = phase.throughput.get(metric)
-    shown = f"{rate:.1f} {UNITS[metric]}" if rate is not None else ""
+    unit = UNITS.get(metric, "")
+    shown = f"{rate:.1f} {unit}" if rate is not None else ""
     cells = [phase.name, LABELS[metric], str(s["count"]), *(f"{s[k]:.0f}" for k in ("p50", "p95", "p99", "max")),
              shown]
     return "| " + " | ".join(cells) + " |"
 
 
+def outcome_table(phases: list[Phase]) -> str:
+    """Each POST /v1/payments answer, and what became of each payment (Idempotency-Key)."""
+    lines = ["| mode | POSTs | admitted 201 | shed 429 | shed 503 | shed p95 / max ms | timed out | other | "
+             "payments | admitted at once | admitted on a retry | shed, gave up | timed out / error |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in phases:
+        if not p.posts:
+            continue
+        shed = {s: sum(n for k, n in p.posts.items() if k.startswith(s)) for s in ("429", "503")}
+        admitted, timed_out = p.posts["201"], p.posts["timed out"]
+        other = sum(p.posts.values()) - admitted - timed_out - sum(shed.values())
+        s = summary(p.latencies.get("payment_shed", []))
+        shed_ms = f"{s['p95']:.0f} / {s['max']:.0f}" if s["count"] else ""
+        gave_up = p.keys["shed, gave up"] + p.keys["shed (not retried)"]
+        cells = [p.name, sum(p.posts.values()), admitted, shed["429"], shed["503"], shed_ms, timed_out, other,
+                 sum(p.keys.values()), p.keys["admitted at once"], p.keys["admitted on a retry"], gave_up,
+                 p.keys["timed out"] + p.keys["error"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def server_table(phases: list[Phase]) -> list[str]:
+    """POST /v1/payments as the API's own histogram timed it over each phase: from the app receiving the request
+    to its answer. What the client saw beyond that was spent before the app (connection, the API's event loop)."""
+    lines = []
+    for p in phases:
+        for status, buckets in sorted(p.server_posts.items()):
+            fast = max((n for le, n in buckets.items() if le <= 0.1), default=0)
+            total = buckets[math.inf]
+            cells = [p.name, status, str(total), f"{100 * fast / total:.0f} %",
+                     *(_bound(bucket_quantile(buckets, q)) for q in (0.5, 0.95, 1.0))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return ["| mode | status | POSTs | ≤ 100 ms | p50 | p95 | max |", "|---|---|---:|---:|---:|---:|---:|",
+            *lines] if lines else []
+
+
+def _bound(le: float) -> str:
+    if le == math.inf:
+        return "> 5 s"  # the API's largest finite bucket (api/metrics.py)
+    return f"≤ {le * 1000:.0f} ms" if le < 1 else f"≤ {le:g} s"
+
+
 def report(phases: list[Phase], command: str) -> str:
-    out = [table(phases), "", "Errors:"]
+    out = [table(phases), "", "POST /v1/payments outcomes (a POST per answer; a payment per Idempotency-Key):", "",
+           outcome_table(phases)]
+    if server := server_table(phases):
+        out += ["", "POST /v1/payments as the API timed it (its histogram over the phase; bucket bounds):", "",
+                *server]
+    out += ["", "Errors:"]
     errors = [(p.name, kind, n) for p in phases for kind, n in sorted(p.errors.items())]
     out += [f"- {name}: {kind}: {n}" for name, kind, n in errors] or ["- none"]
     for phase in phases:
-        if phase.info:
-            notes = {k: v for k, v in phase.info.items() if k != "task_queue"}
+        notes = {k: v for k, v in phase.info.items() if k != "task_queue"}
+        answers = {k: n for k, n in phase.posts.items() if k not in ("201",)}
+        if answers:
+            notes["post_answers_other_than_201"] = answers
+        if notes:
             out.append(f"\n{phase.name}: " + json.dumps(notes, default=_jsonable))
     out += ["", f"Command: `{command}`"]
     return "\n".join(out)
@@ -508,7 +667,11 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dic
         "command": command, "args": {k: v for k, v in vars(args).items() if k not in ("api_key", "webhook_secret")},
         "phases": {p.name: {"summary": {m: summary(v) for m, v in p.latencies.items()},
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
-                            "throughput_per_s": p.throughput, "info": p.info} for p in phases},
+                            "throughput_per_s": p.throughput, "info": p.info, "posts": dict(p.posts),
+                            "payments": dict(p.keys),
+                            "api_post_histogram": {status: {str(le): n for le, n in buckets.items()}
+                                                   for status, buckets in p.server_posts.items()}}
+                   for p in phases},
     }
 
 
@@ -545,6 +708,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiesce", type=float, default=20.0,
                    help="before each phase, wait at most this long for earlier payments to finish")
     p.add_argument("--max-connections", type=int, default=500)
+    p.add_argument("--retry-shed", action=argparse.BooleanOptionalAction, default=True,
+                   help="retry a shed POST (429/503) after its Retry-After with the same Idempotency-Key")
+    p.add_argument("--shed-retries", type=int, default=3, help="retries of a shed POST, at most")
     p.add_argument("--json", type=Path, help="write raw results here")
     return p.parse_args(argv)
 
@@ -556,6 +722,8 @@ def check_args(args: argparse.Namespace) -> None:
         sys.exit("bench: only loopback addresses (127.0.0.1) are allowed")
     if args.rate <= 0 or args.duration <= 0 or args.concurrency < 1 or args.webhook_every < 1:
         sys.exit("bench: --rate, --duration, --concurrency and --webhook-every must be positive")
+    if args.shed_retries < 0:
+        sys.exit("bench: --shed-retries must be >= 0")
     if not args.api_key:
         try:
             args.api_key = args.api_key_file.read_text().strip()
@@ -576,9 +744,19 @@ async def run_phases(args: argparse.Namespace) -> list[Phase]:
         phases = []
         for name, step in steps:
             waited = await quiesce(http, args.quiesce)
-            phases.append(await guarded(name, step))
+            phases.append(await measured(http, name, step))
             phases[-1].info["quiesced_s"] = round(waited, 1)
         return phases
+
+
+async def measured(http: httpx.AsyncClient, name: str, step: Callable[[], Awaitable[Phase]]) -> Phase:
+    """A phase with the API's own timing of POST /v1/payments over it (its histogram, before and after)."""
+    before = await scrape(http)
+    phase = await guarded(name, step)
+    after = await scrape(http)
+    if before is not None and after is not None:
+        phase.server_posts = histogram_delta(post_histogram(after), post_histogram(before))
+    return phase
 
 
 async def quiesce(http: httpx.AsyncClient, limit: float) -> float:
@@ -620,8 +798,8 @@ def redacted_command(argv: list[str]) -> str:
 
 def budget(args: argparse.Namespace) -> float:
     """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
-    modes = 2 if args.mode == "both" else 1
-    per_mode = args.duration + args.complete_timeout + args.webhook_delay + 2 * args.timeout
+    modes = {"both": 2, "open": 1, "closed": 1}.get(args.mode, 0)
+    per_mode = args.duration + args.complete_timeout + args.webhook_delay + args.timeout + post_budget(args)
     return 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
 
 
