@@ -1,7 +1,9 @@
 """Load benchmark of a RUNNING paysaga stack (`make run` / `paysaga dev`): payments end to end, webhooks, and the
-machine's ceiling (empty Temporal workflows on the same server), and how the service degrades (shedding).
+machine's ceiling (empty Temporal workflows on the same server); what a payment costs, and how the service
+degrades (shedding).
 
-    .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20] [--concurrency 20]
+    .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20]
+                                       [--concurrency 20] [--cost-sample 50]
 
 open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never waits for answers), then watches
              each payment until it is completed; samples of signed `payment_intent.succeeded` webhooks for
@@ -9,7 +11,8 @@ open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never
 closed loop: N clients, each: POST a payment, wait until it is terminal, repeat; then the ceiling: empty
              workflows started and awaited with the same concurrency by an in-process worker.
 
-Every phase also reports POST outcomes (admitted / shed / timed out), as the client and as the API saw them.
+Every phase also reports POST outcomes (admitted / shed / timed out) and, from the Temporal histories of a
+sample of what it completed, the workflow tasks, events and visibility writes per item.
 
 Only loopback addresses are accepted. See bench/README.md for what each number means.
 """
@@ -29,7 +32,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +41,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -60,7 +66,11 @@ class EmptyWorkflow:
 TERMINAL = {"completed", "failed", "canceled"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE = 100
+EMPTY_PHASES = ("ceiling", "empty reference")
 RETRY_AFTER_CAP = 10.0  # seconds: a longer Retry-After would outlast the bench's bounded phases
+COST_BOUND = 60.0  # seconds for fetching one phase's sample of histories
+WEBHOOK_SETTLE = 1.0  # seconds after a phase for the sandbox's last deliveries to reach the API's counters
+REFERENCE_EMPTIES = 3
 
 
 # --- results --------------------------------------------------------------------------------------------------
@@ -75,6 +85,9 @@ class Phase:
     info: dict[str, Any] = field(default_factory=dict)
     posts: Counter[str] = field(default_factory=Counter)  # each POST /v1/payments answer: "201", "503 overloaded"
     keys: Counter[str] = field(default_factory=Counter)  # each payment (Idempotency-Key): how it ended up
+    completed_ids: list[str] = field(default_factory=list)  # workflow ids of what the phase completed
+    costs: dict[str, Any] = field(default_factory=dict)  # from the Temporal histories of a sample
+    webhooks: Counter[str] = field(default_factory=Counter)  # the API's webhook outcomes over the phase
     server_posts: dict[str, dict[float, int]] = field(default_factory=dict)  # the API's POST histogram, by status
 
     def add(self, metric: str, ms: float) -> None:
@@ -373,8 +386,9 @@ async def send_webhook(http: httpx.AsyncClient, payment: dict[str, Any], secret:
         return
     phase.add("webhook", elapsed_ms(started))
     answer = resp.json()
+    # The API's outcome labels (paysaga_webhook_events_total), so that these can be told apart from the sandbox's.
     outcome = "ignored" if "ignored" in answer else "duplicate" if answer.get("duplicate") else \
-        "settled" if "note" in answer else "accepted"
+        ("no-op" if "nothing to do" in answer["note"] else "settled") if "note" in answer else "accepted"
     phase.info.setdefault("webhook_outcomes", Counter())[outcome] += 1
 
 
@@ -388,6 +402,12 @@ def samples(metrics_text: str, name: str) -> Iterable[tuple[dict[str, str], floa
     for metric, labels, value in SAMPLE.findall(metrics_text):
         if metric == name:
             yield dict(LABEL.findall(labels)), float(value)
+
+
+def webhook_counters(metrics_text: str) -> Counter[str]:
+    """`paysaga_webhook_events_total` by outcome."""
+    return Counter({labels["outcome"]: round(value)
+                    for labels, value in samples(metrics_text, "paysaga_webhook_events_total")})
 
 
 def post_histogram(metrics_text: str) -> dict[str, dict[float, int]]:
@@ -447,6 +467,7 @@ async def one_payment(ctx: Ctx, webhook: bool) -> bool:
         return False
     ctx.phase.add("request_to_completed", (when - sent.started) * 1000)
     ctx.phase.add("server_created_to_completed", server_ms(payment))
+    ctx.phase.completed_ids.append(payment["workflow_id"])
     ctx.completed_at.append(when)
     if webhook:
         await asyncio.sleep(ctx.args.webhook_delay)  # let the workflow close: the endpoint's fast path
@@ -516,20 +537,43 @@ async def closed_loop(args: argparse.Namespace, http: httpx.AsyncClient, run_id:
 
 
 # --- the ceiling: empty workflows on the same Temporal server ---------------------------------------------------
-async def empty_ceiling(args: argparse.Namespace) -> Phase:
-    phase = Phase("ceiling")
-    client = await asyncio.wait_for(Client.connect(args.temporal_address, namespace=args.namespace), 10)
+@asynccontextmanager
+async def empty_worker(client: Client) -> AsyncIterator[str]:
+    """An in-process worker for EmptyWorkflow on a task queue of its own; yields the queue."""
     queue = f"bench-empty-{uuid.uuid4().hex[:8]}"
     worker = Worker(client, task_queue=queue, workflows=[EmptyWorkflow], workflow_runner=ceiling_runner(),
                     workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
                     graceful_shutdown_timeout=timedelta(seconds=2))
     async with worker:
+        yield queue
+
+
+async def empty_ceiling(args: argparse.Namespace, client: Client | None) -> Phase:
+    phase = Phase("ceiling")
+    if client is None:
+        raise RuntimeError("Temporal is not reachable")
+    async with empty_worker(client) as queue:
         end = time.perf_counter() + args.ceiling_duration
         loops = [empty_loop(client, queue, end, phase, args.timeout) for _ in range(args.concurrency)]
         await bounded(asyncio.gather(*loops), args.ceiling_duration + 2 * args.timeout, phase, "ceiling")
     done = len(phase.latencies.get("empty_workflow", []))
     phase.throughput["empty_workflow"] = done / args.ceiling_duration
-    phase.info["task_queue"] = queue
+    return phase
+
+
+async def empty_reference(args: argparse.Namespace, client: Client | None) -> Phase:
+    """Without the ceiling phase, a few empty workflows only for their histories: the unit the cost table
+    compares a payment with."""
+    phase = Phase("empty reference")
+    if client is None:
+        raise RuntimeError("Temporal is not reachable")
+    async with empty_worker(client) as queue:
+        for _ in range(REFERENCE_EMPTIES):
+            wf_id = f"bench-empty-{uuid.uuid4().hex}"
+            await asyncio.wait_for(client.execute_workflow(
+                EmptyWorkflow.run, id=wf_id, task_queue=queue, execution_timeout=timedelta(seconds=args.timeout)),
+                args.timeout)
+            phase.completed_ids.append(wf_id)
     return phase
 
 
@@ -547,9 +591,10 @@ def ceiling_runner() -> SandboxedWorkflowRunner:
 async def empty_loop(client: Client, queue: str, end: float, phase: Phase, timeout: float) -> None:
     while time.perf_counter() < end:
         started = time.perf_counter()
+        wf_id = f"bench-empty-{uuid.uuid4().hex}"
         try:
             await asyncio.wait_for(client.execute_workflow(
-                EmptyWorkflow.run, id=f"bench-empty-{uuid.uuid4().hex}", task_queue=queue,
+                EmptyWorkflow.run, id=wf_id, task_queue=queue,
                 execution_timeout=timedelta(seconds=timeout)), timeout)
         except Exception as exc:  # counted by kind; the loop goes on
             phase.error(f"empty_workflow: {type(exc).__name__}")
@@ -557,6 +602,90 @@ async def empty_loop(client: Client, queue: str, end: float, phase: Phase, timeo
             continue
         if time.perf_counter() <= end:
             phase.add("empty_workflow", elapsed_ms(started))
+            phase.completed_ids.append(wf_id)
+
+
+# --- what a payment costs: its Temporal history ---------------------------------------------------------------
+E = EventType
+CLOSE_EVENTS = {E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+                E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+                E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW}
+COUNTED = {  # event type -> cost field; markers are split by name below
+    E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_tasks",
+    E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
+    E.EVENT_TYPE_TIMER_STARTED: "timers",
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signals",
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: "updates",
+    E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "upserts",
+    E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: "task_failures",
+    E.EVENT_TYPE_WORKFLOW_TASK_FAILED: "task_failures",
+}
+COST_LABELS = {
+    "workflow_tasks": "workflow tasks (WorkflowTaskCompleted)",
+    "events": "history events",
+    "local_activities": "local activities (core_local_activity markers)",
+    "other_markers": "other markers (patches)",
+    "activities": "activities scheduled",
+    "timers": "timers started",
+    "signals": "signals received",
+    "updates": "updates accepted",
+    "upserts": "search-attribute upserts",
+    "visibility_writes": "visibility writes (1 start + upserts + 1 close)",
+    "task_failures": "workflow task timeouts / failures",
+    "first_task_wait_ms": "first workflow task: scheduled → started, ms",
+}
+
+
+def history_costs(events: Iterable[HistoryEvent]) -> dict[str, float]:
+    """What one workflow run cost the server, counted from its history events."""
+    costs: dict[str, float] = dict.fromkeys(COST_LABELS, 0)
+    first_scheduled: HistoryEvent | None = None
+    closed = False
+    for event in events:
+        kind = event.event_type
+        costs["events"] += 1
+        if kind == E.EVENT_TYPE_MARKER_RECORDED:
+            local = event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+            costs["local_activities" if local else "other_markers"] += 1
+        elif kind in COUNTED:
+            costs[COUNTED[kind]] += 1
+        if kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED and first_scheduled is None:
+            first_scheduled = event
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED and first_scheduled is not None \
+                and event.workflow_task_started_event_attributes.scheduled_event_id == first_scheduled.event_id:
+            waited = event.event_time.ToNanoseconds() - first_scheduled.event_time.ToNanoseconds()
+            costs["first_task_wait_ms"] = waited / 1e6
+        closed = closed or kind in CLOSE_EVENTS
+    # The dev server writes a visibility record when a run starts, on every upsert, and when it closes.
+    costs["visibility_writes"] = 1 + costs["upserts"] + (1 if closed else 0)
+    return costs
+
+
+def mean_and_max(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {k: {"mean": sum(s[k] for s in samples) / len(samples), "max": max(s[k] for s in samples)}
+            for k in COST_LABELS} if samples else {}
+
+
+async def sample_costs(args: argparse.Namespace, client: Client | None, phase: Phase) -> None:
+    """Fetch the histories of up to `--cost-sample` of what the phase completed and count their costs."""
+    if client is None or args.cost_sample <= 0 or not phase.completed_ids:
+        return
+    chosen = random.sample(phase.completed_ids, min(args.cost_sample, len(phase.completed_ids)))
+    gate = asyncio.Semaphore(8)  # a few at a time: the server is still busy with the next phase's quiesce
+    per_workflow: dict[str, dict[str, float]] = {}
+
+    async def one(wf_id: str) -> None:
+        async with gate:
+            try:
+                history = await client.get_workflow_handle(wf_id).fetch_history()
+            except Exception as exc:  # counted; the others still make the sample
+                phase.error(f"history: {type(exc).__name__}")
+                return
+        per_workflow[wf_id] = history_costs(history.events)
+
+    await bounded(asyncio.gather(*(one(w) for w in chosen)), COST_BOUND, phase, "history sample")
+    phase.costs = {"sampled": len(per_workflow), "of": len(phase.completed_ids),
+                   "per_workflow": per_workflow, "summary": mean_and_max(list(per_workflow.values()))}
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -634,6 +763,68 @@ def _bound(le: float) -> str:
     return f"≤ {le * 1000:.0f} ms" if le < 1 else f"≤ {le:g} s"
 
 
+def _num(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) or abs(value) >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def cost_table(phases: list[Phase]) -> list[str]:
+    """Per completed item: history counts (mean, max) of each payment phase next to the empty workflow's, then the
+    webhooks the API received per completed payment, by outcome."""
+    paying = [p for p in phases if p.name not in EMPTY_PHASES and (p.costs.get("summary") or p.webhooks)]
+    empty = next((p for p in phases if p.name in EMPTY_PHASES and p.costs.get("summary")), None)
+    columns = [*paying, *([empty] if empty else [])]
+    if not paying:
+        return []
+    head = [f"{p.name} ({p.costs.get('sampled', 0)} of {p.costs.get('of', len(p.completed_ids))})" for p in columns]
+    if empty:
+        head[-1] = f"empty workflow, {head[-1]}"
+    lines = ["| per completed item | " + " | ".join(f"{h} mean | max" for h in head) + " |",
+             "|---|" + "---:|---:|" * len(columns)]
+    for key, label in COST_LABELS.items():
+        cells = []
+        for p in columns:
+            s = p.costs.get("summary", {}).get(key)
+            cells += [_num(s["mean"]), _num(s["max"])] if s else ["", ""]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    outcomes = sorted({o for p in paying for o in p.webhooks}, key=lambda o: (o != "accepted", o))
+    if outcomes:
+        def webhook_row(label: str, count: Callable[[Phase], int]) -> str:
+            cells = []
+            for p in columns:  # a mean per completed payment; no max: the counters are the phase's totals
+                per = _num(count(p) / len(p.completed_ids)) if p in paying and p.completed_ids else "-"
+                cells += [per, ""]
+            return f"| {label} | " + " | ".join(cells) + " |"
+
+        lines.append(webhook_row("webhooks received by the API", lambda p: sum(p.webhooks.values())))
+        for outcome in outcomes:
+            label = "… accepted (became a signal)" if outcome == "accepted" else f"… {outcome}"
+            lines.append(webhook_row(label, lambda p, o=outcome: p.webhooks[o]))  # type: ignore[misc]
+    return lines
+
+
+def cost_notes(phases: list[Phase]) -> list[str]:
+    """'A payment costs X empty workflows': counts against the empty workflow's, and capacity against the ceiling."""
+    empty = next((p for p in phases if p.name in EMPTY_PHASES and p.costs.get("summary")), None)
+    ceiling = next((p for p in phases if p.name == "ceiling" and p.throughput.get("empty_workflow")), None)
+    out = []
+    for p in phases:
+        if p.name in EMPTY_PHASES:
+            continue
+        parts = []
+        if empty and p.costs.get("summary"):
+            mine, unit = p.costs["summary"], empty.costs["summary"]
+            parts += [f"{mine[k]['mean'] / unit[k]['mean']:.1f}x its {k.replace('_', ' ')}"
+                      for k in ("workflow_tasks", "events", "visibility_writes") if unit[k]["mean"]]
+        rate = p.throughput.get("request_to_completed")
+        if ceiling and rate and p.name == "closed":  # the open loop completes what it offers: not a capacity
+            ratio = rate / ceiling.throughput["empty_workflow"]
+            parts.append(f"capacity: {rate:.1f} completed payments/s ÷ {ceiling.throughput['empty_workflow']:.1f} "
+                         f"empty workflows/s = {ratio:.2f} (≈ {1 / ratio:.1f} empty workflows per payment)")
+        if parts:
+            out.append(f"- {p.name}: a completed payment costs the empty workflow's " + ", ".join(parts))
+    return out
+
+
 def report(phases: list[Phase], command: str) -> str:
     out = [table(phases), "", "POST /v1/payments outcomes (a POST per answer; a payment per Idempotency-Key):", "",
            outcome_table(phases)]
@@ -643,8 +834,11 @@ def report(phases: list[Phase], command: str) -> str:
     out += ["", "Errors:"]
     errors = [(p.name, kind, n) for p in phases for kind, n in sorted(p.errors.items())]
     out += [f"- {name}: {kind}: {n}" for name, kind, n in errors] or ["- none"]
+    if costs := cost_table(phases):
+        out += ["", "Cost per completed item (Temporal histories of a sample; webhooks: the API's counters over the "
+                "phase, less the bench's own):", "", *costs, "", *cost_notes(phases)]
     for phase in phases:
-        notes = {k: v for k, v in phase.info.items() if k != "task_queue"}
+        notes = dict(phase.info)
         answers = {k: n for k, n in phase.posts.items() if k not in ("201",)}
         if answers:
             notes["post_answers_other_than_201"] = answers
@@ -668,7 +862,7 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dic
         "phases": {p.name: {"summary": {m: summary(v) for m, v in p.latencies.items()},
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
                             "throughput_per_s": p.throughput, "info": p.info, "posts": dict(p.posts),
-                            "payments": dict(p.keys),
+                            "payments": dict(p.keys), "costs": p.costs, "webhooks": dict(p.webhooks),
                             "api_post_histogram": {status: {str(le): n for le, n in buckets.items()}
                                                    for status, buckets in p.server_posts.items()}}
                    for p in phases},
@@ -711,6 +905,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retry-shed", action=argparse.BooleanOptionalAction, default=True,
                    help="retry a shed POST (429/503) after its Retry-After with the same Idempotency-Key")
     p.add_argument("--shed-retries", type=int, default=3, help="retries of a shed POST, at most")
+    p.add_argument("--cost-sample", type=int, default=50,
+                   help="histories fetched per phase to count workflow tasks, events, visibility writes (0: skip)")
     p.add_argument("--json", type=Path, help="write raw results here")
     return p.parse_args(argv)
 
@@ -731,30 +927,51 @@ def check_args(args: argparse.Namespace) -> None:
             sys.exit(f"bench: no API key ({exc}); start the stack (make run) or pass --api-key")
 
 
+async def connect_temporal(args: argparse.Namespace) -> Client | None:
+    """The bench's Temporal client (histories, the ceiling); None if unreachable: the HTTP phases still run."""
+    try:
+        return await asyncio.wait_for(Client.connect(args.temporal_address, namespace=args.namespace), 10)
+    except Exception as exc:  # reported; what needs Temporal reports its own error
+        print(f"bench: Temporal not reachable ({type(exc).__name__}): no histories, no ceiling", file=sys.stderr)
+        return None
+
+
 async def run_phases(args: argparse.Namespace) -> list[Phase]:
     run_id = uuid.uuid4().hex[:8]
     steps: list[tuple[str, Callable[[], Awaitable[Phase]]]] = []
     async with http_client(args) as http:
+        client = await connect_temporal(args)
         if args.mode in ("open", "both"):
             steps.append(("open", lambda: open_loop(args, http, run_id)))
         if args.mode in ("closed", "both"):
             steps.append(("closed", lambda: closed_loop(args, http, run_id)))
             if args.ceiling_duration > 0:
-                steps.append(("ceiling", lambda: empty_ceiling(args)))
+                steps.append(("ceiling", lambda: empty_ceiling(args, client)))
         phases = []
         for name, step in steps:
             waited = await quiesce(http, args.quiesce)
-            phases.append(await measured(http, name, step))
+            phases.append(await measured(args, http, client, name, step))
             phases[-1].info["quiesced_s"] = round(waited, 1)
+        if args.cost_sample > 0 and not any(p.name == "ceiling" for p in phases):
+            reference = await guarded("empty reference", lambda: empty_reference(args, client))
+            await sample_costs(args, client, reference)
+            phases.append(reference)
         return phases
 
 
-async def measured(http: httpx.AsyncClient, name: str, step: Callable[[], Awaitable[Phase]]) -> Phase:
-    """A phase with the API's own timing of POST /v1/payments over it (its histogram, before and after)."""
+async def measured(args: argparse.Namespace, http: httpx.AsyncClient, client: Client | None, name: str,
+                   step: Callable[[], Awaitable[Phase]]) -> Phase:
+    """A phase with what it cost: the API's webhook counters over it, and the histories of a sample of what it
+    completed."""
     before = await scrape(http)
     phase = await guarded(name, step)
+    await sample_costs(args, client, phase)
+    await asyncio.sleep(WEBHOOK_SETTLE)
     after = await scrape(http)
     if before is not None and after is not None:
+        phase.webhooks = webhook_counters(after) - webhook_counters(before)
+        phase.webhooks.subtract(phase.info.get("webhook_outcomes", Counter()))  # the bench's own signed ones
+        phase.webhooks = +phase.webhooks
         phase.server_posts = histogram_delta(post_histogram(after), post_histogram(before))
     return phase
 
@@ -800,7 +1017,10 @@ def budget(args: argparse.Namespace) -> float:
     """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
     modes = {"both": 2, "open": 1, "closed": 1}.get(args.mode, 0)
     per_mode = args.duration + args.complete_timeout + args.webhook_delay + args.timeout + post_budget(args)
-    return 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
+    phases = modes + 1  # + the ceiling or the empty reference
+    total = 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
+    total += phases * (COST_BOUND + 2 * WEBHOOK_SETTLE + 2 * args.timeout)  # histories, /metrics
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
