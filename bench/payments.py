@@ -11,8 +11,8 @@ open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never
 closed loop: N clients, each: POST a payment, wait until it is terminal, repeat; then the ceiling: empty
              workflows started and awaited with the same concurrency by an in-process worker.
 
-Every phase also reports POST outcomes (admitted / shed / timed out) and, from the Temporal histories of a
-sample of what it completed, the workflow tasks, events and visibility writes per item.
+Every phase also reports POST outcomes (admitted / shed / timed out), CPU seconds by process, and, from the
+Temporal histories of a sample of what it completed, the workflow tasks, events and visibility writes per item.
 
 Only loopback addresses are accepted. See bench/README.md for what each number means.
 """
@@ -89,6 +89,7 @@ class Phase:
     costs: dict[str, Any] = field(default_factory=dict)  # from the Temporal histories of a sample
     webhooks: Counter[str] = field(default_factory=Counter)  # the API's webhook outcomes over the phase
     server_posts: dict[str, dict[float, int]] = field(default_factory=dict)  # the API's POST histogram, by status
+    cpu: dict[str, Any] = field(default_factory=dict)  # CPU seconds by process over the phase
 
     def add(self, metric: str, ms: float) -> None:
         self.latencies.setdefault(metric, []).append(ms)
@@ -688,6 +689,133 @@ async def sample_costs(args: argparse.Namespace, client: Client | None, phase: P
                    "per_workflow": per_workflow, "summary": mean_and_max(list(per_workflow.values()))}
 
 
+# --- CPU by process --------------------------------------------------------------------------------------------
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_proc_stat(text: str) -> tuple[int, int]:
+    """(ppid, utime + stime in clock ticks) from a /proc/<pid>/stat line (the command may contain spaces)."""
+    rest = text[text.rindex(")") + 2:].split()
+    return int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def read_stat(pid: int) -> tuple[int, int] | None:
+    try:
+        return parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):  # gone meanwhile
+        return None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def postmaster_pid(pg_dir: Path) -> int | None:
+    """The PostgreSQL server of THIS stack: its postmaster.pid, else the process started with `-D <pg_dir>`
+    (another stack's `postgres:` processes on the same machine must not be counted)."""
+    try:
+        return int((pg_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        pass
+    wanted = str(pg_dir.resolve())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and wanted in cmdline(int(entry.name)) and "postgres" in cmdline(int(entry.name)):
+            return int(entry.name)
+    return None
+
+
+def stack_processes(run_dir: Path, pg_dir: Path) -> dict[int, str]:
+    """pid -> role: the pid files' processes and their children, PostgreSQL's postmaster and its children, the
+    supervisor (`paysaga dev`) and this bench process."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := read_stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[0]
+    roots: dict[int, str] = {}
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        try:
+            roots[int(pid_file.read_text().strip())] = pid_file.stem
+        except (OSError, ValueError):
+            continue
+    if (pg := postmaster_pid(pg_dir)) is not None:
+        roots[pg] = "postgres"
+    roles = dict(roots)
+    frontier = list(roots)
+    while frontier:  # children inherit their root's role
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in roles:
+                roles[pid] = roles[parent]
+                frontier.append(pid)
+    for pid in list(roots):  # the supervisor: the parent of the pid files' processes, not walked (they are roles)
+        ppid = parents.get(pid)
+        if ppid and ppid not in roles and "paysaga" in cmdline(ppid) and " dev" in cmdline(ppid):
+            roles[ppid] = "supervisor"
+    roles[os.getpid()] = "bench"
+    return roles
+
+
+class CpuMeter:
+    """CPU seconds (utime + stime, all threads) per stack process over a phase. Sampled every `interval` so a
+    process that exits mid-phase (a worker that died) still counts up to its last sample, and one that starts
+    (its restart by the supervisor) counts from zero."""
+
+    def __init__(self, run_dir: Path, pg_dir: Path, interval: float = 1.0) -> None:
+        self._run_dir, self._pg_dir, self._interval = run_dir, pg_dir, interval
+        self._first: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        self._roles: dict[int, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wall = 0.0
+        self._machine = (0, 0)
+
+    def _sample(self, initial: bool) -> None:
+        for pid, role in stack_processes(self._run_dir, self._pg_dir).items():
+            stat = read_stat(pid)
+            if stat is None:
+                continue
+            self._roles.setdefault(pid, role)
+            self._first.setdefault(pid, stat[1] if initial else 0)
+            self._last[pid] = stat[1]
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self._sample(initial=False)
+
+    def start(self) -> None:
+        self._sample(initial=True)
+        self._wall, self._machine = time.perf_counter(), machine_ticks()
+        self._task = asyncio.create_task(self._every())
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._sample(initial=False)
+        wall = time.perf_counter() - self._wall
+        busy, total = (end - start for end, start in zip(machine_ticks(), self._machine, strict=True))
+        by_role: Counter[str] = Counter()
+        pids: Counter[str] = Counter()
+        for pid, role in self._roles.items():
+            by_role[role] += self._last[pid] - self._first[pid]
+            pids[role] += 1
+        return {"wall_s": wall, "cores": os.cpu_count() or 1,
+                "machine_busy_s": busy / CLK_TCK, "machine_total_s": total / CLK_TCK,
+                "by_process_s": {role: ticks / CLK_TCK for role, ticks in by_role.most_common()},
+                "pids": dict(pids)}
+
+
 # --- report -----------------------------------------------------------------------------------------------------
 LABELS = {
     "payment_create": "POST /v1/payments (admitted: 201)",
@@ -700,6 +828,9 @@ LABELS = {
     "empty_workflow": "empty workflow start → result",
 }
 UNITS = {"payment_create": "offered/s", "request_to_completed": "completed/s", "empty_workflow": "workflows/s"}
+ROLE_LABELS = {"temporal": "temporal (dev server + UI)", "sandbox-network": "sandbox-network (Stripe's stand-in)",
+               "supervisor": "supervisor (paysaga dev)", "bench": "bench (this process)"}
+
 
 def table(phases: list[Phase]) -> str:
     lines = ["| mode | metric | count | p50 ms | p95 ms | p99 ms | max ms | throughput |",
@@ -825,6 +956,31 @@ def cost_notes(phases: list[Phase]) -> list[str]:
     return out
 
 
+def cpu_table(phases: list[Phase]) -> list[str]:
+    lines = [row for p in phases if p.cpu for row in cpu_rows(p)]
+    return ["| mode | process | pids | CPU s | share of stack | of the machine | CPU ms per item |",
+            "|---|---|---:|---:|---:|---:|---:|", *lines] if lines else []
+
+
+def cpu_rows(p: Phase) -> list[str]:
+    """One row per process role, then the stack's total and what the rest of the machine used meanwhile."""
+    cpu, items = p.cpu, len(p.completed_ids)
+    capacity = cpu["wall_s"] * cpu["cores"]
+    stack = sum(cpu["by_process_s"].values())
+
+    def line(name: str, seconds: float, pids: str = "", share: str = "", per_item: bool = True) -> str:
+        per = f"{seconds * 1000 / items:.1f}" if items and per_item else ""
+        of_machine = f"{100 * seconds / capacity:.0f} %"
+        return f"| {p.name} | {name} | {pids} | {seconds:.1f} | {share} | {of_machine} | {per} |"
+
+    out = [line(ROLE_LABELS.get(role, role), seconds, str(cpu["pids"][role]),
+                f"{100 * seconds / stack:.0f} %" if stack else "")
+           for role, seconds in cpu["by_process_s"].items()]
+    out.append(line("**stack + bench**", stack, "", "100 %"))
+    out.append(line("rest of the machine (not the stack)", max(0.0, cpu["machine_busy_s"] - stack), per_item=False))
+    return out
+
+
 def report(phases: list[Phase], command: str) -> str:
     out = [table(phases), "", "POST /v1/payments outcomes (a POST per answer; a payment per Idempotency-Key):", "",
            outcome_table(phases)]
@@ -837,6 +993,8 @@ def report(phases: list[Phase], command: str) -> str:
     if costs := cost_table(phases):
         out += ["", "Cost per completed item (Temporal histories of a sample; webhooks: the API's counters over the "
                 "phase, less the bench's own):", "", *costs, "", *cost_notes(phases)]
+    if cpu := cpu_table(phases):
+        out += ["", "CPU by process over each phase (utime + stime from /proc):", "", *cpu]
     for phase in phases:
         notes = dict(phase.info)
         answers = {k: n for k, n in phase.posts.items() if k not in ("201",)}
@@ -863,6 +1021,7 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dic
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
                             "throughput_per_s": p.throughput, "info": p.info, "posts": dict(p.posts),
                             "payments": dict(p.keys), "costs": p.costs, "webhooks": dict(p.webhooks),
+                            "cpu": p.cpu,
                             "api_post_histogram": {status: {str(le): n for le, n in buckets.items()}
                                                    for status, buckets in p.server_posts.items()}}
                    for p in phases},
@@ -870,14 +1029,14 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dic
 
 
 # --- command line -----------------------------------------------------------------------------------------------
-def default_key_file() -> Path:
+def default_data_dir() -> Path:
     project = Path(__file__).resolve().parent.parent  # not at import: the workflow sandbox forbids resolve()
-    data_dir = Path(os.environ.get("PAYSAGA_DATA_DIR", project / ".paysaga"))
-    return data_dir / "demo-api-key"
+    return Path(os.environ.get("PAYSAGA_DATA_DIR", project / ".paysaga"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
+    data = default_data_dir()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["open", "closed", "both"], default="both")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per mode")
@@ -887,7 +1046,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "workflows (0: skip)")
     p.add_argument("--base-url", default=env("PAYSAGA_BENCH_BASE_URL", "http://127.0.0.1:8000"))
     p.add_argument("--api-key", default=env("PAYSAGA_API_KEY"), help="default: read --api-key-file")
-    p.add_argument("--api-key-file", type=Path, default=default_key_file())
+    p.add_argument("--api-key-file", type=Path, default=data / "demo-api-key")
     p.add_argument("--temporal-address", default=env("PAYSAGA_BENCH_TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     p.add_argument("--namespace", default="default")
     p.add_argument("--webhook-secret", default=env("PAYSAGA_BENCH_WEBHOOK_SECRET", "whsec_paysaga_dev_secret"))
@@ -907,6 +1066,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shed-retries", type=int, default=3, help="retries of a shed POST, at most")
     p.add_argument("--cost-sample", type=int, default=50,
                    help="histories fetched per phase to count workflow tasks, events, visibility writes (0: skip)")
+    p.add_argument("--run-dir", type=Path, default=data / "run", help="the stack's pid files")
+    p.add_argument("--pg-dir", type=Path, default=data / "pg", help="the stack's PostgreSQL data dir (CPU split)")
     p.add_argument("--json", type=Path, help="write raw results here")
     return p.parse_args(argv)
 
@@ -961,10 +1122,16 @@ async def run_phases(args: argparse.Namespace) -> list[Phase]:
 
 async def measured(args: argparse.Namespace, http: httpx.AsyncClient, client: Client | None, name: str,
                    step: Callable[[], Awaitable[Phase]]) -> Phase:
-    """A phase with what it cost: the API's webhook counters over it, and the histories of a sample of what it
-    completed."""
+    """A phase with what it cost: CPU by process while it runs, the API's webhook counters over it, and the
+    histories of a sample of what it completed (fetched after the CPU window, so they do not count in it)."""
     before = await scrape(http)
-    phase = await guarded(name, step)
+    meter = CpuMeter(args.run_dir, args.pg_dir)
+    meter.start()
+    try:
+        phase = await guarded(name, step)
+    finally:
+        cpu = await meter.stop()
+    phase.cpu = cpu
     await sample_costs(args, client, phase)
     await asyncio.sleep(WEBHOOK_SETTLE)
     after = await scrape(http)

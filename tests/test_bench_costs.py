@@ -1,4 +1,4 @@
-"""The pure parts of bench/payments.py: what a history costs, the API's counters (webhooks, request durations).
+"""The pure parts of bench/payments.py: history costs, the API's counters (webhooks, durations), /proc stat lines.
 
 The bench is a script, not a package: it is loaded from its file. Expected counts were read off the recorded
 histories' event types by hand (tests/histories/*.json).
@@ -72,6 +72,11 @@ def test_webhook_counters(bench: ModuleType) -> None:
         'paysaga_webhook_events_created{outcome="accepted"} 1.7961475624626422e+09\n'
     )
     assert bench.webhook_counters(text) == {"no-op": 28, "accepted": 23}
+
+
+def test_proc_stat_with_spaces_and_parentheses_in_the_command(bench: ModuleType) -> None:
+    line = "4242 (postgres: io (worker) 0) S 4200 4200 4200 0 -1 4194560 120 0 0 0 57 13 0 0 20 0 1 0 9 1 2 3\n"
+    assert bench.parse_proc_stat(line) == (4200, 70)
 
 
 def test_post_histogram_delta_and_quantiles(bench: ModuleType) -> None:
