@@ -1,9 +1,9 @@
 """Load benchmark of a RUNNING paysaga stack (`make run` / `paysaga dev`): payments end to end, webhooks, and the
 machine's ceiling (empty Temporal workflows on the same server); what a payment costs, and how the service
-degrades (shedding).
+degrades (shedding, standing load).
 
     .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20]
-                                       [--concurrency 20] [--cost-sample 50]
+                                       [--concurrency 20] [--pending N] [--cost-sample 50]
 
 open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never waits for answers), then watches
              each payment until it is completed; samples of signed `payment_intent.succeeded` webhooks for
@@ -66,9 +66,12 @@ class EmptyWorkflow:
 TERMINAL = {"completed", "failed", "canceled"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE = 100
+STANDING = "standing"  # metadata.bench_role of the payments left waiting for 3-D Secure
+THREE_DS_REQUIRED = "pm_card_threeDSecure2Required"
 EMPTY_PHASES = ("ceiling", "empty reference")
 RETRY_AFTER_CAP = 10.0  # seconds: a longer Retry-After would outlast the bench's bounded phases
 COST_BOUND = 60.0  # seconds for fetching one phase's sample of histories
+STATUS_PAGES = 50  # list pages (of 100) searched for the standing payments' statuses
 WEBHOOK_SETTLE = 1.0  # seconds after a phase for the sandbox's last deliveries to reach the API's counters
 REFERENCE_EMPTIES = 3
 
@@ -76,7 +79,7 @@ REFERENCE_EMPTIES = 3
 # --- results --------------------------------------------------------------------------------------------------
 @dataclass
 class Phase:
-    """Raw results of one phase (open loop, closed loop, ceiling)."""
+    """Raw results of one phase (standing load, open loop, closed loop, ceiling)."""
 
     name: str
     latencies: dict[str, list[float]] = field(default_factory=dict)  # metric -> milliseconds
@@ -139,11 +142,11 @@ def http_client(args: argparse.Namespace) -> httpx.AsyncClient:
     )
 
 
-async def create_customer(http: httpx.AsyncClient) -> Customer:
+async def create_customer(http: httpx.AsyncClient, token: str = "pm_card_visa") -> Customer:
     resp = await http.post("/v1/customers", json={"name": "bench", "metadata": {"source": "bench/payments.py"}})
     resp.raise_for_status()
     customer_id = resp.json()["id"]
-    resp = await http.post(f"/v1/customers/{customer_id}/payment_methods", json={"token": "pm_card_visa"})
+    resp = await http.post(f"/v1/customers/{customer_id}/payment_methods", json={"token": token})
     resp.raise_for_status()
     return Customer(customer_id, resp.json()["id"])
 
@@ -151,8 +154,8 @@ async def create_customer(http: httpx.AsyncClient) -> Customer:
 class CustomerPool:
     """Round-robin over customers, each used at most `per_customer` times (the risk velocity rule: 20/h)."""
 
-    def __init__(self, http: httpx.AsyncClient, per_customer: int) -> None:
-        self._http, self._per = http, per_customer
+    def __init__(self, http: httpx.AsyncClient, per_customer: int, token: str = "pm_card_visa") -> None:
+        self._http, self._per, self._token = http, per_customer, token
         self._customers: list[Customer] = []
         self._cursor = 0
         self._lock = asyncio.Lock()
@@ -160,7 +163,7 @@ class CustomerPool:
     async def prepare(self, payments: int) -> None:
         wanted = max(1, math.ceil(payments / self._per)) - len(self._customers)
         for start in range(0, max(wanted, 0), 10):
-            batch = [create_customer(self._http) for _ in range(min(10, wanted - start))]
+            batch = [create_customer(self._http, self._token) for _ in range(min(10, wanted - start))]
             self._customers += await asyncio.gather(*batch)
 
     async def take(self) -> Customer:
@@ -172,7 +175,7 @@ class CustomerPool:
                 return customer
         async with self._lock:  # everyone is used up: one more customer
             if not self._customers or self._customers[-1].used >= self._per:
-                self._customers.append(await create_customer(self._http))
+                self._customers.append(await create_customer(self._http, self._token))
         return await self.take()
 
     @property
@@ -196,12 +199,13 @@ def retry_after(resp: httpx.Response) -> float | None:
 
 
 async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Phase, args: argparse.Namespace,
-                         run_id: str) -> Sent | None:
+                         run_id: str, role: str = "load") -> Sent | None:
     """POST one payment. A shed answer (429/503) is retried after its Retry-After under the SAME Idempotency-Key,
     as a well-behaved client does (`--retry-shed`, `--shed-retries`); a client timeout is final, never hidden
     by a retry. Every answer is counted in `phase.posts`, how the payment ended up in `phase.keys`."""
     body = {"customer_id": customer.customer_id, "payment_method_id": customer.payment_method_id,
-            "amount": "12.34", "currency": "EUR", "description": "bench", "metadata": {"bench_run": run_id}}
+            "amount": "12.34", "currency": "EUR", "description": "bench",
+            "metadata": {"bench_run": run_id, "bench_role": role}}
     headers = {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
     tries = 1 + (args.shed_retries if args.retry_shed else 0)
     first = time.perf_counter()
@@ -252,7 +256,7 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
     if attempt > 1:
         phase.add("payment_create_retried", elapsed_ms(first))
     payment = resp.json()
-    if payment["status"] == "pending" and payment.get("next_action"):
+    if role != STANDING and payment["status"] == "pending" and payment.get("next_action"):
         # The advisory fraud score asked for 3-D Secure (e.g. a burst from one customer): play the customer.
         phase.count("three_ds_challenges")
         url = payment["next_action"]["redirect_to_url"]["url"]
@@ -481,6 +485,82 @@ async def bounded(coro: Awaitable[Any], timeout: float, phase: Phase, what: str)
         await asyncio.wait_for(coro, timeout)
     except TimeoutError:
         phase.error(f"{what}: gave up after {timeout:g}s")
+
+
+# --- standing load: payments waiting for a 3-D Secure answer that never comes ----------------------------------
+def standing_budget(args: argparse.Namespace) -> float:
+    return 30 + args.pending * 0.5 + post_budget(args)
+
+
+async def standing_load(args: argparse.Namespace, http: httpx.AsyncClient, run_id: str,
+                        ids: list[str]) -> Phase:
+    """Create `--pending` payments whose customers never answer the challenge: each stays `pending` (one waiting
+    workflow holding a timer) until the saga's 3-D Secure timeout. Their ids go to `ids`."""
+    phase = Phase(STANDING)
+    customers = CustomerPool(http, args.per_customer, token=THREE_DS_REQUIRED)  # their own: velocity rules
+    await customers.prepare(args.pending)
+    gate = asyncio.Semaphore(args.pending_concurrency)
+
+    async def one() -> None:
+        async with gate:
+            sent = await create_payment(http, await customers.take(), phase, args, run_id, role=STANDING)
+        if sent is None:
+            return
+        if sent.payment["status"] != "pending":
+            phase.error(f"standing payment answered {sent.payment['status']}, not pending")
+            return
+        ids.append(sent.payment["id"])
+
+    started = time.perf_counter()
+    await bounded(asyncio.gather(*(one() for _ in range(args.pending))), standing_budget(args), phase,
+                  "standing load")
+    phase.throughput["payment_create"] = len(ids) / (time.perf_counter() - started)
+    phase.info.update(requested=args.pending, pending=len(ids), customers=customers.size)
+    return phase
+
+
+async def statuses(http: httpx.AsyncClient, ids: Iterable[str]) -> Counter[str]:
+    """The status of each of `ids`, newest first through the list (as the tracker does); `unseen` if not found."""
+    wanted, found, cursor = set(ids), Counter[str](), None
+    for _ in range(STATUS_PAGES):
+        if not wanted:
+            break
+        params: dict[str, Any] = {"limit": PAGE} | ({"starting_after": cursor} if cursor else {})
+        resp = await http.get("/v1/payments", params=params)
+        if resp.status_code == 429:  # the tenant's bucket: wait, as a client would
+            await asyncio.sleep(min(retry_after(resp) or 1.0, RETRY_AFTER_CAP))
+            continue
+        resp.raise_for_status()
+        body = resp.json()
+        for payment in body["data"]:
+            if payment["id"] in wanted:
+                wanted.discard(payment["id"])
+                found[payment["status"]] += 1
+        if not body["has_more"]:
+            break
+        cursor = body["next_cursor"]
+    if wanted:
+        found["unseen"] = len(wanted)
+    return found
+
+
+async def running_payment_workflows(client: Client | None) -> int | None:
+    """Every PaymentWorkflow still running on the server (visibility), whoever started it."""
+    if client is None:
+        return None
+    try:
+        query = 'WorkflowType="PaymentWorkflow" AND ExecutionStatus="Running"'
+        return (await asyncio.wait_for(client.count_workflows(query), 10)).count
+    except Exception:  # visibility is a nice-to-have here: the bench reports without it
+        return None
+
+
+async def standing_snapshot(http: httpx.AsyncClient, client: Client | None, ids: list[str]) -> dict[str, Any]:
+    try:
+        found = await asyncio.wait_for(statuses(http, ids), 30)
+    except (httpx.HTTPError, TimeoutError) as exc:
+        return {"error": type(exc).__name__}
+    return {"statuses": dict(found), "running_payment_workflows": await running_payment_workflows(client)}
 
 
 # --- open loop --------------------------------------------------------------------------------------------------
@@ -845,7 +925,7 @@ def table(phases: list[Phase]) -> str:
 def row(phase: Phase, metric: str) -> str:
     s = summary(phase.latencies[metric])
     rate = phase.throughput.get(metric)
-    unit = UNITS.get(metric, "")
+    unit = "created/s" if phase.name == STANDING else UNITS.get(metric, "")
     shown = f"{rate:.1f} {unit}" if rate is not None else ""
     cells = [phase.name, LABELS[metric], str(s["count"]), *(f"{s[k]:.0f}" for k in ("p50", "p95", "p99", "max")),
              shown]
@@ -901,7 +981,7 @@ def _num(value: float) -> str:
 def cost_table(phases: list[Phase]) -> list[str]:
     """Per completed item: history counts (mean, max) of each payment phase next to the empty workflow's, then the
     webhooks the API received per completed payment, by outcome."""
-    paying = [p for p in phases if p.name not in EMPTY_PHASES and (p.costs.get("summary") or p.webhooks)]
+    paying = [p for p in phases if p.name not in (*EMPTY_PHASES, STANDING) and (p.costs.get("summary") or p.webhooks)]
     empty = next((p for p in phases if p.name in EMPTY_PHASES and p.costs.get("summary")), None)
     columns = [*paying, *([empty] if empty else [])]
     if not paying:
@@ -939,7 +1019,7 @@ def cost_notes(phases: list[Phase]) -> list[str]:
     ceiling = next((p for p in phases if p.name == "ceiling" and p.throughput.get("empty_workflow")), None)
     out = []
     for p in phases:
-        if p.name in EMPTY_PHASES:
+        if p.name in EMPTY_PHASES or p.name == STANDING:
             continue
         parts = []
         if empty and p.costs.get("summary"):
@@ -964,7 +1044,7 @@ def cpu_table(phases: list[Phase]) -> list[str]:
 
 def cpu_rows(p: Phase) -> list[str]:
     """One row per process role, then the stack's total and what the rest of the machine used meanwhile."""
-    cpu, items = p.cpu, len(p.completed_ids)
+    cpu, items = p.cpu, len(p.completed_ids) or p.info.get("pending", 0)
     capacity = cpu["wall_s"] * cpu["cores"]
     stack = sum(cpu["by_process_s"].values())
 
@@ -981,7 +1061,7 @@ def cpu_rows(p: Phase) -> list[str]:
     return out
 
 
-def report(phases: list[Phase], command: str) -> str:
+def report(phases: list[Phase], command: str, standing: dict[str, Any]) -> str:
     out = [table(phases), "", "POST /v1/payments outcomes (a POST per answer; a payment per Idempotency-Key):", "",
            outcome_table(phases)]
     if server := server_table(phases):
@@ -995,6 +1075,8 @@ def report(phases: list[Phase], command: str) -> str:
                 "phase, less the bench's own):", "", *costs, "", *cost_notes(phases)]
     if cpu := cpu_table(phases):
         out += ["", "CPU by process over each phase (utime + stime from /proc):", "", *cpu]
+    if standing:
+        out += ["", "standing payments (waiting for 3-D Secure): " + json.dumps(standing, default=_jsonable)]
     for phase in phases:
         notes = dict(phase.info)
         answers = {k: n for k, n in phase.posts.items() if k not in ("201",)}
@@ -1014,9 +1096,10 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(type(value))
 
 
-def raw_json(phases: list[Phase], args: argparse.Namespace, command: str) -> dict[str, Any]:
+def raw_json(phases: list[Phase], args: argparse.Namespace, command: str, standing: dict[str, Any]) -> dict[str, Any]:
     return {
         "command": command, "args": {k: v for k, v in vars(args).items() if k not in ("api_key", "webhook_secret")},
+        "standing": standing,
         "phases": {p.name: {"summary": {m: summary(v) for m, v in p.latencies.items()},
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
                             "throughput_per_s": p.throughput, "info": p.info, "posts": dict(p.posts),
@@ -1066,6 +1149,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shed-retries", type=int, default=3, help="retries of a shed POST, at most")
     p.add_argument("--cost-sample", type=int, default=50,
                    help="histories fetched per phase to count workflow tasks, events, visibility writes (0: skip)")
+    p.add_argument("--pending", type=int, default=0,
+                   help="standing load: payments left waiting for 3-D Secure before the phases")
+    p.add_argument("--pending-concurrency", type=int, default=8, help="standing payments created at once")
     p.add_argument("--run-dir", type=Path, default=data / "run", help="the stack's pid files")
     p.add_argument("--pg-dir", type=Path, default=data / "pg", help="the stack's PostgreSQL data dir (CPU split)")
     p.add_argument("--json", type=Path, help="write raw results here")
@@ -1079,8 +1165,8 @@ def check_args(args: argparse.Namespace) -> None:
         sys.exit("bench: only loopback addresses (127.0.0.1) are allowed")
     if args.rate <= 0 or args.duration <= 0 or args.concurrency < 1 or args.webhook_every < 1:
         sys.exit("bench: --rate, --duration, --concurrency and --webhook-every must be positive")
-    if args.shed_retries < 0:
-        sys.exit("bench: --shed-retries must be >= 0")
+    if args.pending < 0 or args.shed_retries < 0 or args.pending_concurrency < 1:
+        sys.exit("bench: --pending and --shed-retries must be >= 0, --pending-concurrency >= 1")
     if not args.api_key:
         try:
             args.api_key = args.api_key_file.read_text().strip()
@@ -1097,9 +1183,11 @@ async def connect_temporal(args: argparse.Namespace) -> Client | None:
         return None
 
 
-async def run_phases(args: argparse.Namespace) -> list[Phase]:
+async def run_phases(args: argparse.Namespace) -> tuple[list[Phase], dict[str, Any]]:
     run_id = uuid.uuid4().hex[:8]
     steps: list[tuple[str, Callable[[], Awaitable[Phase]]]] = []
+    standing_ids: list[str] = []
+    standing: dict[str, Any] = {}
     async with http_client(args) as http:
         client = await connect_temporal(args)
         if args.mode in ("open", "both"):
@@ -1109,6 +1197,11 @@ async def run_phases(args: argparse.Namespace) -> list[Phase]:
             if args.ceiling_duration > 0:
                 steps.append(("ceiling", lambda: empty_ceiling(args, client)))
         phases = []
+        if args.pending > 0:
+            phases.append(await measured(args, http, client, STANDING,
+                                         lambda: standing_load(args, http, run_id, standing_ids)))
+            await asyncio.sleep(2 * WEBHOOK_SETTLE)  # their requires_action webhooks, before the first phase counts
+            standing["at_start"] = await standing_snapshot(http, client, standing_ids)
         for name, step in steps:
             waited = await quiesce(http, args.quiesce)
             phases.append(await measured(args, http, client, name, step))
@@ -1117,7 +1210,9 @@ async def run_phases(args: argparse.Namespace) -> list[Phase]:
             reference = await guarded("empty reference", lambda: empty_reference(args, client))
             await sample_costs(args, client, reference)
             phases.append(reference)
-        return phases
+        if standing_ids:
+            standing["at_end"] = await standing_snapshot(http, client, standing_ids)
+        return phases, standing
 
 
 async def measured(args: argparse.Namespace, http: httpx.AsyncClient, client: Client | None, name: str,
@@ -1145,12 +1240,14 @@ async def measured(args: argparse.Namespace, http: httpx.AsyncClient, client: Cl
 
 async def quiesce(http: httpx.AsyncClient, limit: float) -> float:
     """Wait (at most `limit` s) until the newest payments are all terminal, so a phase does not inherit the
-    backlog of the one before. Returns the seconds waited."""
+    backlog of the one before; standing payments wait on purpose and are not waited for. Returns the seconds
+    waited."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
         try:
             resp = await http.get("/v1/payments", params={"limit": PAGE})
-            if resp.status_code == 200 and all(p["status"] in TERMINAL for p in resp.json()["data"]):
+            if resp.status_code == 200 and all(p["status"] in TERMINAL or (p.get("metadata") or {}).get(
+                    "bench_role") == STANDING for p in resp.json()["data"]):
                 break
         except httpx.HTTPError:
             pass
@@ -1184,9 +1281,11 @@ def budget(args: argparse.Namespace) -> float:
     """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
     modes = {"both": 2, "open": 1, "closed": 1}.get(args.mode, 0)
     per_mode = args.duration + args.complete_timeout + args.webhook_delay + args.timeout + post_budget(args)
-    phases = modes + 1  # + the ceiling or the empty reference
+    phases = modes + 2  # + the ceiling or the empty reference, + standing
     total = 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
     total += phases * (COST_BOUND + 2 * WEBHOOK_SETTLE + 2 * args.timeout)  # histories, /metrics
+    if args.pending:
+        total += standing_budget(args) + 2 * 30 + 2 * WEBHOOK_SETTLE  # + two status snapshots
     return total
 
 
@@ -1195,13 +1294,13 @@ def main(argv: list[str] | None = None) -> int:
     check_args(args)
     command = redacted_command(sys.orig_argv)
     try:
-        phases = asyncio.run(asyncio.wait_for(run_phases(args), budget(args)))
+        phases, standing = asyncio.run(asyncio.wait_for(run_phases(args), budget(args)))
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         print(f"bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(report(phases, command))
+    print(report(phases, command, standing))
     if args.json:
-        args.json.write_text(json.dumps(raw_json(phases, args, command), indent=1, default=_jsonable))
+        args.json.write_text(json.dumps(raw_json(phases, args, command, standing), indent=1, default=_jsonable))
     aborted = any(kind.startswith("phase aborted") for p in phases for kind in p.errors)
     return 1 if aborted else 0
 
