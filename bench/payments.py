@@ -1,8 +1,8 @@
 """Load benchmark of a RUNNING paysaga stack (`make run` / `paysaga dev`): payments end to end, webhooks, and the
 machine's ceiling (empty Temporal workflows on the same server); what a payment costs, and how the service
-degrades (shedding, standing load).
+degrades (shedding, standing load, a worker restart).
 
-    .venv/bin/python bench/payments.py [--mode open|closed|both] [--duration 20] [--rate 20]
+    .venv/bin/python bench/payments.py [--mode open|closed|both|restart] [--duration 20] [--rate 20]
                                        [--concurrency 20] [--pending N] [--cost-sample 50]
 
 open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never waits for answers), then watches
@@ -10,6 +10,8 @@ open loop:   POST /v1/payments at a fixed offered rate (absolute schedule, never
              payments that already completed measure POST /v1/webhooks/stripe.
 closed loop: N clients, each: POST a payment, wait until it is terminal, repeat; then the ceiling: empty
              workflows started and awaited with the same concurrency by an in-process worker.
+restart:     with --pending payments waiting for 3-D Secure, SIGKILL the worker (`make run` restarts it) and
+             start a few fresh payments at once: how long fresh work waits behind the restart.
 
 Every phase also reports POST outcomes (admitted / shed / timed out), CPU seconds by process, and, from the
 Temporal histories of a sample of what it completed, the workflow tasks, events and visibility writes per item.
@@ -28,6 +30,7 @@ import random
 import re
 import secrets
 import shlex
+import signal
 import sys
 import time
 import uuid
@@ -73,13 +76,14 @@ RETRY_AFTER_CAP = 10.0  # seconds: a longer Retry-After would outlast the bench'
 COST_BOUND = 60.0  # seconds for fetching one phase's sample of histories
 STATUS_PAGES = 50  # list pages (of 100) searched for the standing payments' statuses
 WEBHOOK_SETTLE = 1.0  # seconds after a phase for the sandbox's last deliveries to reach the API's counters
+WORKER_BACK_LIMIT = 30.0  # seconds to wait for the supervisor to restart the killed worker
 REFERENCE_EMPTIES = 3
 
 
 # --- results --------------------------------------------------------------------------------------------------
 @dataclass
 class Phase:
-    """Raw results of one phase (standing load, open loop, closed loop, ceiling)."""
+    """Raw results of one phase (standing load, open loop, closed loop, ceiling, restart)."""
 
     name: str
     latencies: dict[str, list[float]] = field(default_factory=dict)  # metric -> milliseconds
@@ -93,6 +97,7 @@ class Phase:
     webhooks: Counter[str] = field(default_factory=Counter)  # the API's webhook outcomes over the phase
     server_posts: dict[str, dict[float, int]] = field(default_factory=dict)  # the API's POST histogram, by status
     cpu: dict[str, Any] = field(default_factory=dict)  # CPU seconds by process over the phase
+    rows: list[dict[str, Any]] = field(default_factory=list)  # restart: one per fresh payment
 
     def add(self, metric: str, ms: float) -> None:
         self.latencies.setdefault(metric, []).append(ms)
@@ -187,6 +192,8 @@ class CustomerPool:
 class Sent:
     payment: dict[str, Any]
     started: float  # perf_counter when the first POST was sent
+    answered: float  # perf_counter when the 201 arrived
+    first_answer: float  # perf_counter of the first answer of any kind (a shed one included)
     attempts: int  # POSTs sent under its Idempotency-Key
 
 
@@ -208,7 +215,7 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
             "metadata": {"bench_run": run_id, "bench_role": role}}
     headers = {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
     tries = 1 + (args.shed_retries if args.retry_shed else 0)
-    first = time.perf_counter()
+    first, first_answer = time.perf_counter(), 0.0
     for attempt in range(1, tries + 1):
         started = time.perf_counter()
         try:
@@ -225,6 +232,7 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
             phase.keys["error"] += 1
             phase.error(f"payment_create: {type(exc).__name__}")
             return None
+        first_answer = first_answer or time.perf_counter()
         kind = f"{resp.status_code} {_slug(resp)}".strip()
         phase.posts[kind] += 1
         shed = resp.status_code in (429, 503)
@@ -264,7 +272,7 @@ async def create_payment(http: httpx.AsyncClient, customer: Customer, phase: Pha
             await http.post(url.replace(str(http.base_url).rstrip("/"), ""), json={"outcome": "succeed"})
         except httpx.HTTPError as exc:
             phase.error(f"three_ds: {type(exc).__name__}")
-    return Sent(payment, first, attempt)
+    return Sent(payment, first, time.perf_counter(), first_answer, attempt)
 
 
 def _slug(resp: httpx.Response) -> str:
@@ -457,19 +465,26 @@ class Ctx:
     completed_at: list[float] = field(default_factory=list)
 
 
-async def one_payment(ctx: Ctx, webhook: bool) -> bool:
-    """POST, wait until terminal, record; False if it did not complete."""
-    sent = await create_payment(ctx.http, await ctx.customers.take(), ctx.phase, ctx.args, ctx.run_id)
+@dataclass
+class Done:
+    sent: Sent
+    payment: dict[str, Any]  # as seen terminal
+    seen: float  # perf_counter when seen terminal
+
+
+async def one_payment(ctx: Ctx, webhook: bool, customer: Customer | None = None) -> Done | None:
+    """POST, wait until terminal, record; None if it did not complete."""
+    sent = await create_payment(ctx.http, customer or await ctx.customers.take(), ctx.phase, ctx.args, ctx.run_id)
     if sent is None:
-        return False
+        return None
     seen = await ctx.tracker.wait(sent.payment, ctx.args.complete_timeout)
     if seen is None:
         ctx.phase.error(f"not terminal within {ctx.args.complete_timeout:g}s")
-        return False
+        return None
     payment, when = seen
     if payment["status"] != "completed":
         ctx.phase.error(f"payment {payment['status']}: {payment.get('failure_code')}")
-        return False
+        return None
     ctx.phase.add("request_to_completed", (when - sent.started) * 1000)
     ctx.phase.add("server_created_to_completed", server_ms(payment))
     ctx.phase.completed_ids.append(payment["workflow_id"])
@@ -477,7 +492,7 @@ async def one_payment(ctx: Ctx, webhook: bool) -> bool:
     if webhook:
         await asyncio.sleep(ctx.args.webhook_delay)  # let the workflow close: the endpoint's fast path
         await send_webhook(ctx.http, payment, ctx.args.webhook_secret, ctx.phase)
-    return True
+    return Done(sent, payment, when)
 
 
 async def bounded(coro: Awaitable[Any], timeout: float, phase: Phase, what: str) -> None:
@@ -597,7 +612,7 @@ async def new_ctx(args: argparse.Namespace, http: httpx.AsyncClient, phase: Phas
 # --- closed loop ------------------------------------------------------------------------------------------------
 async def closed_client(ctx: Ctx, end: float) -> None:
     while time.perf_counter() < end:
-        if not await one_payment(ctx, webhook=False):
+        if await one_payment(ctx, webhook=False) is None:
             await asyncio.sleep(0.1)  # no hot loop when the service errors
 
 
@@ -684,6 +699,74 @@ async def empty_loop(client: Client, queue: str, end: float, phase: Phase, timeo
         if time.perf_counter() <= end:
             phase.add("empty_workflow", elapsed_ms(started))
             phase.completed_ids.append(wf_id)
+
+
+# --- restart: SIGKILL the worker with payments waiting, then fresh work --------------------------------------------
+def worker_pid(path: Path) -> int:
+    """The worker's pid from its pid file, checked to be a live paysaga worker before any signal is sent to it."""
+    pid = int(path.read_text().strip())
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    if "paysaga" not in cmdline or "worker" not in cmdline:
+        raise RuntimeError(f"pid {pid} is not a paysaga worker: {cmdline[:80]!r}")
+    return pid
+
+
+async def worker_back(path: Path, old: int, since: float) -> tuple[int, float] | None:
+    """(new pid, seconds since `since`) once the pid file names another live worker; None after the limit."""
+    while time.perf_counter() - since < WORKER_BACK_LIMIT:
+        try:
+            pid = worker_pid(path)
+        except (OSError, ValueError, RuntimeError):  # between the old process and the new one
+            pid = old
+        if pid != old:
+            return pid, time.perf_counter() - since
+        await asyncio.sleep(0.05)
+    return None
+
+
+def restart_budget(args: argparse.Namespace) -> float:
+    return args.quiesce + args.restart_fresh * args.restart_spacing + post_budget(args) + args.complete_timeout + \
+        WORKER_BACK_LIMIT
+
+
+async def restart_phase(args: argparse.Namespace, http: httpx.AsyncClient, run_id: str) -> Phase:
+    """SIGKILL the worker, then at once `--restart-fresh` payments (a burst, or one every `--restart-spacing` s):
+    what fresh work waits while the supervisor restarts the worker, with the standing payments waiting."""
+    phase = Phase("restart")
+    ctx = await new_ctx(args, http, phase, run_id, args.restart_fresh)
+    customers = [await ctx.customers.take() for _ in range(args.restart_fresh)]  # made before the kill
+    old = worker_pid(args.worker_pid_file)
+    ctx.tracker.start()
+    killed = time.perf_counter()
+    os.kill(old, signal.SIGKILL)
+    back = asyncio.create_task(worker_back(args.worker_pid_file, old, killed))
+
+    async def fresh(i: int) -> None:
+        await asyncio.sleep(i * args.restart_spacing)
+        sent_after = time.perf_counter() - killed
+        done = await one_payment(ctx, webhook=False, customer=customers[i])
+        row: dict[str, Any] = {"n": i + 1, "sent_after_kill_s": round(sent_after, 2)}
+        if done is not None:
+            row.update(workflow_id=done.payment["workflow_id"], attempts=done.sent.attempts,
+                       first_answer_after_kill_s=round(done.sent.first_answer - killed, 2),
+                       admitted_after_kill_s=round(done.sent.answered - killed, 2),
+                       post_ms=round((done.sent.answered - done.sent.started) * 1000),
+                       completed_ms=round((done.seen - done.sent.started) * 1000), status="completed")
+        phase.rows.append(row)
+
+    await bounded(asyncio.gather(*(fresh(i) for i in range(args.restart_fresh))), restart_budget(args), phase,
+                  "restart")
+    await ctx.tracker.stop()
+    came_back = await back
+    phase.rows.sort(key=lambda r: r["n"])
+    answered = [r["first_answer_after_kill_s"] for r in phase.rows if "first_answer_after_kill_s" in r]
+    admitted = [r["admitted_after_kill_s"] for r in phase.rows if "admitted_after_kill_s" in r]
+    phase.info.update(
+        standing_pending=args.pending, fresh=args.restart_fresh, worker_pid_killed=old,
+        worker_pid_new=came_back[0] if came_back else None,
+        worker_pid_file_after_s=round(came_back[1], 2) if came_back else f"not within {WORKER_BACK_LIMIT:g}s",
+        kill_to_first_answer_s=min(answered, default=None), kill_to_first_admitted_s=min(admitted, default=None))
+    return phase
 
 
 # --- what a payment costs: its Temporal history ---------------------------------------------------------------
@@ -847,8 +930,8 @@ def stack_processes(run_dir: Path, pg_dir: Path) -> dict[int, str]:
 
 class CpuMeter:
     """CPU seconds (utime + stime, all threads) per stack process over a phase. Sampled every `interval` so a
-    process that exits mid-phase (a worker that died) still counts up to its last sample, and one that starts
-    (its restart by the supervisor) counts from zero."""
+    process that exits mid-phase (the killed worker) still counts up to its last sample, and one that starts
+    (its restart) counts from zero."""
 
     def __init__(self, run_dir: Path, pg_dir: Path, interval: float = 1.0) -> None:
         self._run_dir, self._pg_dir, self._interval = run_dir, pg_dir, interval
@@ -1061,6 +1144,23 @@ def cpu_rows(p: Phase) -> list[str]:
     return out
 
 
+def restart_lines(p: Phase) -> list[str]:
+    i = p.info
+    out = [f"restart: worker pid {i['worker_pid_killed']} SIGKILLed with {i['standing_pending']} standing payments "
+           f"waiting; pid file named a new worker ({i['worker_pid_new']}) after {i['worker_pid_file_after_s']} s; "
+           f"kill → first fresh POST answered {i['kill_to_first_answer_s']} s, first admitted (201) "
+           f"{i['kill_to_first_admitted_s']} s.", "",
+           "| fresh payment | sent after kill s | POSTs | POST → 201 ms | request → completed ms | "
+           "first workflow task wait ms | status |", "|---:|---:|---:|---:|---:|---:|---|"]
+    waits = p.costs.get("per_workflow", {})
+    for r in p.rows:
+        wait = waits.get(r.get("workflow_id", ""), {}).get("first_task_wait_ms")
+        out.append(f"| {r['n']} | {r['sent_after_kill_s']} | {r.get('attempts', '')} | {r.get('post_ms', '')} | "
+                   f"{r.get('completed_ms', '')} | {'' if wait is None else f'{wait:.0f}'} | "
+                   f"{r.get('status', 'not completed (see errors)')} |")
+    return out
+
+
 def report(phases: list[Phase], command: str, standing: dict[str, Any]) -> str:
     out = [table(phases), "", "POST /v1/payments outcomes (a POST per answer; a payment per Idempotency-Key):", "",
            outcome_table(phases)]
@@ -1075,10 +1175,13 @@ def report(phases: list[Phase], command: str, standing: dict[str, Any]) -> str:
                 "phase, less the bench's own):", "", *costs, "", *cost_notes(phases)]
     if cpu := cpu_table(phases):
         out += ["", "CPU by process over each phase (utime + stime from /proc):", "", *cpu]
+    for p in phases:
+        if p.name == "restart" and "worker_pid_killed" in p.info:
+            out += ["", *restart_lines(p)]
     if standing:
         out += ["", "standing payments (waiting for 3-D Secure): " + json.dumps(standing, default=_jsonable)]
     for phase in phases:
-        notes = dict(phase.info)
+        notes = {k: v for k, v in phase.info.items() if not (phase.name == "restart" and k.startswith("worker_pid"))}
         answers = {k: n for k, n in phase.posts.items() if k not in ("201",)}
         if answers:
             notes["post_answers_other_than_201"] = answers
@@ -1104,7 +1207,7 @@ def raw_json(phases: list[Phase], args: argparse.Namespace, command: str, standi
                             "latencies_ms": p.latencies, "errors": dict(p.errors),
                             "throughput_per_s": p.throughput, "info": p.info, "posts": dict(p.posts),
                             "payments": dict(p.keys), "costs": p.costs, "webhooks": dict(p.webhooks),
-                            "cpu": p.cpu,
+                            "cpu": p.cpu, "restart_rows": p.rows,
                             "api_post_histogram": {status: {str(le): n for le, n in buckets.items()}
                                                    for status, buckets in p.server_posts.items()}}
                    for p in phases},
@@ -1121,7 +1224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     data = default_data_dir()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["open", "closed", "both"], default="both")
+    p.add_argument("--mode", choices=["open", "closed", "both", "restart"], default="both")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per mode")
     p.add_argument("--rate", type=float, default=20.0, help="open loop: payments offered per second")
     p.add_argument("--concurrency", type=int, default=20, help="closed loop (and ceiling): clients")
@@ -1149,13 +1252,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shed-retries", type=int, default=3, help="retries of a shed POST, at most")
     p.add_argument("--cost-sample", type=int, default=50,
                    help="histories fetched per phase to count workflow tasks, events, visibility writes (0: skip)")
-    p.add_argument("--pending", type=int, default=0,
-                   help="standing load: payments left waiting for 3-D Secure before the phases")
+    p.add_argument("--pending", type=int, default=None,
+                   help="standing load: payments left waiting for 3-D Secure before the phases (default 0; "
+                   "restart mode: 300)")
     p.add_argument("--pending-concurrency", type=int, default=8, help="standing payments created at once")
+    p.add_argument("--restart-fresh", type=int, default=10, help="restart mode: fresh payments after the kill")
+    p.add_argument("--restart-spacing", type=float, default=0.0,
+                   help="restart mode: seconds between the fresh payments (0: all at once)")
     p.add_argument("--run-dir", type=Path, default=data / "run", help="the stack's pid files")
+    p.add_argument("--worker-pid-file", type=Path, help="restart mode: default <run-dir>/worker.pid")
     p.add_argument("--pg-dir", type=Path, default=data / "pg", help="the stack's PostgreSQL data dir (CPU split)")
     p.add_argument("--json", type=Path, help="write raw results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.pending is None:
+        args.pending = 300 if args.mode == "restart" else 0
+    args.worker_pid_file = args.worker_pid_file or args.run_dir / "worker.pid"
+    return args
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -1165,8 +1277,13 @@ def check_args(args: argparse.Namespace) -> None:
         sys.exit("bench: only loopback addresses (127.0.0.1) are allowed")
     if args.rate <= 0 or args.duration <= 0 or args.concurrency < 1 or args.webhook_every < 1:
         sys.exit("bench: --rate, --duration, --concurrency and --webhook-every must be positive")
-    if args.pending < 0 or args.shed_retries < 0 or args.pending_concurrency < 1:
-        sys.exit("bench: --pending and --shed-retries must be >= 0, --pending-concurrency >= 1")
+    if args.pending < 0 or args.shed_retries < 0 or args.pending_concurrency < 1 or args.restart_fresh < 1:
+        sys.exit("bench: --pending and --shed-retries must be >= 0, --pending-concurrency and --restart-fresh >= 1")
+    if args.mode == "restart":
+        try:
+            worker_pid(args.worker_pid_file)
+        except (OSError, ValueError, RuntimeError) as exc:
+            sys.exit(f"bench: restart mode needs the stack's live worker ({type(exc).__name__}: {exc})")
     if not args.api_key:
         try:
             args.api_key = args.api_key_file.read_text().strip()
@@ -1196,6 +1313,8 @@ async def run_phases(args: argparse.Namespace) -> tuple[list[Phase], dict[str, A
             steps.append(("closed", lambda: closed_loop(args, http, run_id)))
             if args.ceiling_duration > 0:
                 steps.append(("ceiling", lambda: empty_ceiling(args, client)))
+        if args.mode == "restart":
+            steps.append(("restart", lambda: restart_phase(args, http, run_id)))
         phases = []
         if args.pending > 0:
             phases.append(await measured(args, http, client, STANDING,
@@ -1281,11 +1400,13 @@ def budget(args: argparse.Namespace) -> float:
     """A hard bound on the whole run: every phase is bounded on its own; this only guards against a hang."""
     modes = {"both": 2, "open": 1, "closed": 1}.get(args.mode, 0)
     per_mode = args.duration + args.complete_timeout + args.webhook_delay + args.timeout + post_budget(args)
-    phases = modes + 2  # + the ceiling or the empty reference, + standing
+    phases = modes + 2  # + the ceiling or the empty reference, + restart or standing
     total = 60 + modes * (per_mode + args.quiesce) + args.ceiling_duration + args.quiesce + 2 * args.timeout
     total += phases * (COST_BOUND + 2 * WEBHOOK_SETTLE + 2 * args.timeout)  # histories, /metrics
     if args.pending:
         total += standing_budget(args) + 2 * 30 + 2 * WEBHOOK_SETTLE  # + two status snapshots
+    if args.mode == "restart":
+        total += restart_budget(args)
     return total
 
 
