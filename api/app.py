@@ -26,6 +26,7 @@ from api import (
     schemas,
     webhooks,
 )
+from api.admission_gate import AdmissionGate
 from api.input_guard import InputGuard
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
@@ -127,5 +128,6 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(PanGuard)
     app.add_middleware(InputGuard)  # outside the PAN guard: malformed bodies never reach a parser
+    app.add_middleware(AdmissionGate)  # outermost but for the timer: a saturated process sheds before any work
     app.add_middleware(RequestTimer, metrics=metrics)
     return app

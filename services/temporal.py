@@ -42,8 +42,8 @@ async def update(client: Client, workflow_id: str, name: str, arg: Any, *, updat
 async def update_with_start(client: Client, name: str, start: Callable[[], WithStartWorkflowOperation[Any, Any]],
                             *, result_type: type[R], admission: Admission | None = None) -> R:
     """Start the workflow (or join the running one, per the operation's conflict policy) and run the update.
-    `start` makes the start operation: each try needs a fresh one. With `admission`, the start holds one of the
-    process's slots and is refused (503) when none is free or Temporal does not answer in time."""
+    `start` makes the start operation: each try needs a fresh one. With `admission`, a start Temporal does not
+    answer in time is refused (503); the request itself already holds one of the process's start slots."""
     operations: list[WithStartWorkflowOperation[Any, Any]] = []
 
     def fresh() -> WithStartWorkflowOperation[Any, Any]:
@@ -57,12 +57,11 @@ async def update_with_start(client: Client, name: str, start: Callable[[], WithS
     try:
         if admission is None:
             return await call()
-        async with admission.start_slot():
-            try:
-                return await asyncio.wait_for(call(), admission.start_timeout)
-            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-                raise overloaded("The workflow engine did not answer in time; retry with the same "
-                                 "Idempotency-Key.") from None
+        try:
+            return await asyncio.wait_for(call(), admission.start_timeout)
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise overloaded("The workflow engine did not answer in time; retry with the same "
+                             "Idempotency-Key.") from None
     finally:
         for operation in operations:
             _forget_handle(operation)
