@@ -101,6 +101,9 @@ def dlq_replay(dlq_id: str) -> None:
 @app.command()
 def worker(metrics_port: Annotated[int, typer.Option(help="Temporal SDK metrics (Prometheus)")] = 9464) -> None:
     """Run the Temporal worker (workflows + activities)."""
+    # The workflow sandbox re-imports each workflow module for every run it starts: with the bytecode cache that
+    # costs an unmarshal, without it (PYTHONDONTWRITEBYTECODE) a compile of the module's source every time.
+    sys.dont_write_bytecode = False
     from worker import run_worker
 
     settings = get_settings()

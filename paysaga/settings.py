@@ -18,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_ENV_NAME = "dev.env"
 
 
+# The webhook event types paysaga acts on: what a Stripe endpoint pointed at it should be subscribed to.
+WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
+                  "payment_intent.requires_action", "payment_intent.canceled", "charge.refunded", "refund.*",
+                  "charge.refund.*", "charge.dispute.*")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAYSAGA_", extra="ignore", env_file=f".paysaga/{DEV_ENV_NAME}")
 
@@ -67,6 +73,11 @@ class Settings(BaseSettings):
                                           description="Fault injection: the first N confirm calls of each payment fail")
     sandbox_fail_kind: Literal["500", "429", "timeout"] = Field(
         default="500", description="500: fails after the work is done; 429: before; timeout: answers too late")
+    # The event types the sandbox's webhook endpoint is subscribed to, as a Stripe endpoint's `enabled_events`
+    # are: by default those paysaga acts on (not `payment_intent.created`, which carries nothing it needs);
+    # `*` for every type. Entries ending in `*` match a prefix.
+    sandbox_webhook_events: str = Field(default=",".join(WEBHOOK_EVENTS),
+                                        description="Event types the sandbox endpoint is subscribed to")
     sandbox_webhook_drop_rate: float = Field(default=0.0, ge=0.0, le=1.0,
                                              description="Share of webhooks never delivered (reconciliation drills)")
 
@@ -114,6 +125,12 @@ class Settings(BaseSettings):
     @property
     def webhook_secret_list(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
+
+    def sandbox_subscribes_to(self, event_type: str) -> bool:
+        for entry in (e.strip() for e in self.sandbox_webhook_events.split(",")):
+            if entry == "*" or entry == event_type or (entry.endswith("*") and event_type.startswith(entry[:-1])):
+                return True
+        return False
 
     @property
     def sandbox_webhook_target(self) -> str:

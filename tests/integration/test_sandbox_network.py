@@ -99,7 +99,7 @@ async def databases(stack: Stack) -> Databases:
 
 @pytest.fixture
 async def sandbox(databases: Databases) -> AsyncIterator[Sandbox]:
-    settings = Settings(database_url=databases.app_url, sandbox_settle_delay_ms=50,
+    settings = Settings(database_url=databases.app_url, sandbox_settle_delay_ms=50, sandbox_webhook_events="*",
                         sandbox_webhook_url="http://endpoint.test")
     pool, admin = await create_pool(databases.app_url, max_size=8), await create_pool(databases.admin_url, max_size=2)
     await admin.execute("TRUNCATE sandbox.events, sandbox.disputes, sandbox.refunds, sandbox.payment_intents")

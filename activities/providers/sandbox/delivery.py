@@ -67,6 +67,8 @@ class Courier:
         self._posts = asyncio.Semaphore(max_posts)
 
     async def deliver(self, event: Claimed) -> Outcome:
+        if not self._settings.sandbox_subscribes_to(event.type):  # like an endpoint's enabled_events on Stripe
+            return Outcome(Verdict.DROPPED, "the endpoint is not subscribed to this event type")
         if event.attempts == 1 and random.random() < self._settings.sandbox_webhook_drop_rate:
             log.info("sandbox.webhook_dropped", event_id=event.event_id, type=event.type)
             return Outcome(Verdict.DROPPED, "dropped by sandbox_webhook_drop_rate")
