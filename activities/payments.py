@@ -40,7 +40,7 @@ from contracts.payments import (
     TransitionRequest,
     payment_workflow_id,
 )
-from domain.fraud import FraudPolicy
+from domain.fraud import FraudFeatures, FraudPolicy
 from domain.money import Money, RoundingMode
 from domain.payment import InvalidTransition, PaymentStatus, Transition, TransitionCommand
 from domain.risk import CustomerHistory, RiskLimits, assess
@@ -74,7 +74,11 @@ class PaymentActivities:
             if not risk.allowed:
                 view = await self._decline(conn, view, risk)
                 return Admission(view=view, risk=risk)
-        return Admission(view=view, risk=risk, fraud=await self._score(req))
+            features = await gather_features(conn, inp.payment_id)
+            token = await methods.provider_token(conn, inp.payment_method_id)
+        # The model is asked outside the transaction: a slow remote model never holds a database connection.
+        fraud = await self._assess_fraud(req, features)
+        return Admission(view=view, risk=risk, fraud=fraud, payment_method_token=token)
 
     @activity.defn
     async def record_payment(self, inp: PaymentInput) -> PaymentView:
@@ -119,6 +123,9 @@ class PaymentActivities:
                 features = await gather_features(conn, req.payment_id)
         except LookupError as exc:
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
+        return await self._assess_fraud(req, features)
+
+    async def _assess_fraud(self, req: RiskRequest, features: FraudFeatures) -> FraudResult | None:
         assessment = await self._ai.score_payment(features)
         async with tenant_tx(self._pool, req.tenant_id) as conn:
             stored = await record_assessment(conn, req.payment_id, assessment)
@@ -170,8 +177,10 @@ class PaymentActivities:
         existing = await self._provider.find_intent(req.payment_id, req.attempt)
         if existing is not None:  # a previous try got as far as the provider: never create a second intent
             return self._outcome(existing, req, started, replayed=True)
-        async with tenant_tx(self._pool, req.tenant_id) as conn:
-            token = await methods.provider_token(conn, req.payment_method_id)
+        token = req.payment_method_token
+        if token is None:  # runs recorded before the admission step carried it
+            async with tenant_tx(self._pool, req.tenant_id) as conn:
+                token = await methods.provider_token(conn, req.payment_method_id)
         if token is None:
             raise ApplicationError(f"unknown payment method {req.payment_method_id}", type=INVALID_REQUEST,
                                    non_retryable=True)

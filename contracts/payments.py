@@ -177,6 +177,7 @@ class Admission(BaseModel):
     view: PaymentView
     risk: RiskResult
     fraud: FraudResult | None = None
+    payment_method_token: str | None = None  # what the provider is asked to charge (a token, never a card number)
 
 
 class IntentRequest(BaseModel):
@@ -188,6 +189,7 @@ class IntentRequest(BaseModel):
     currency: str
     description: str | None = None
     request_three_d_secure: bool = False  # asked for by the advisory fraud score
+    payment_method_token: str | None = None  # known from the admission step; else looked up
 
 
 class IntentOutcome(BaseModel):

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from activities.stores import idempotency as store
 from contracts.auth import Principal
 from paysaga.db import tenant_tx
@@ -50,10 +52,17 @@ def require_key(raw: str | None) -> str:
     return raw
 
 
+Check = Callable[[asyncpg.Connection], Awaitable[None]]
+Record = Callable[[asyncpg.Connection, "Answer"], Awaitable[None]]
+
+
 async def claim(ctx: AppContext, tenant_id: str, key: str, method: str, path: str, fingerprint: str,
-                new_resource_id: str) -> Claim:
+                new_resource_id: str, check: Check | None = None) -> Claim:
+    """Take the key; `check` runs first in the same transaction (a refusal leaves the key untaken)."""
     settings = ctx.settings
     async with tenant_tx(ctx.pool, tenant_id) as conn:
+        if check is not None:
+            await check(conn)
         await store.forget_expired(conn, key)
         if await store.insert_in_flight(conn, tenant_id, key, method, path, fingerprint, new_resource_id,
                                         settings.idempotency_lease_seconds, settings.idempotency_ttl_hours):
@@ -73,9 +82,12 @@ async def claim(ctx: AppContext, tenant_id: str, key: str, method: str, path: st
         return Claim(row["resource_id"])
 
 
-async def complete(ctx: AppContext, tenant_id: str, key: str, answer: Answer) -> None:
+async def complete(ctx: AppContext, tenant_id: str, key: str, answer: Answer, record: Record | None = None) -> None:
+    """Store the answer; `record` (e.g. the audit row of what happened) commits with it."""
     async with tenant_tx(ctx.pool, tenant_id) as conn:
         await store.complete(conn, key, answer.status, answer.body)
+        if record is not None:
+            await record(conn, answer)
 
 
 async def release(ctx: AppContext, tenant_id: str, key: str) -> None:
@@ -85,12 +97,13 @@ async def release(ctx: AppContext, tenant_id: str, key: str) -> None:
 
 
 async def once(ctx: AppContext, who: Principal, key: str, path: str, body: dict[str, Any], new_id: str,
-               act: Callable[[str], Awaitable[Answer]], *, final_errors: tuple[type[ServiceError], ...] = ()
-               ) -> Answer:
+               act: Callable[[str], Awaitable[Answer]], *, final_errors: tuple[type[ServiceError], ...] = (),
+               check: Check | None = None, record: Record | None = None) -> Answer:
     """Run `act(resource_id)` once per key: a retry gets the first answer again. Errors in `final_errors` are a
-    final answer for the key too (stored as their problem document); any other failure lets the client retry."""
+    final answer for the key too (stored as their problem document); any other failure lets the client retry.
+    `check` runs in the claim's transaction, `record` in the completion's (one transaction each, not four)."""
     fingerprint = request_fingerprint("POST", path, body)
-    held = await claim(ctx, who.tenant_id, key, "POST", path, fingerprint, new_id)
+    held = await claim(ctx, who.tenant_id, key, "POST", path, fingerprint, new_id, check)
     if held.replay is not None:
         return held.replay
     try:
@@ -101,5 +114,5 @@ async def once(ctx: AppContext, who: Principal, key: str, path: str, body: dict[
     except BaseException:
         await release(ctx, who.tenant_id, key)
         raise
-    await complete(ctx, who.tenant_id, key, answer)
+    await complete(ctx, who.tenant_id, key, answer, record)
     return answer

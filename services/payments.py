@@ -96,16 +96,22 @@ async def create(ctx: AppContext, who: Principal, body: PaymentCreate, key: str 
     Idempotency-Key answers the same payment."""
     key = idempotency.require_key(key)
     money = parse_amount(body.amount, body.currency)
-    async with tenant_tx(ctx.pool, who.tenant_id) as conn:
+
+    async def check(conn: asyncpg.Connection) -> None:
         await payment_methods.chargeable(conn, body.payment_method_id, body.customer_id)
 
     async def start(payment_id: str) -> idempotency.Answer:
         view = await start_workflow(ctx, payment_input(ctx.settings, who, payment_id, body, money, key))
-        await audit.record_tx(ctx, who, "payment.create", "payment", view.id, view.workflow_id,
-                              amount_micros=view.amount_micros, currency=view.currency, idempotency_key=key)
         return idempotency.Answer(201, payment_json(view))
 
-    return await idempotency.once(ctx, who, key, PAYMENTS_PATH, body.model_dump(mode="json"), new_id("pay"), start)
+    async def record(conn: asyncpg.Connection, answer: idempotency.Answer) -> None:
+        payment = answer.body
+        await audit.record(conn, who, "payment.create", "payment", payment["id"], payment["workflow_id"],
+                           amount_micros=payment["amount_micros"], currency=payment["currency"],
+                           idempotency_key=key)
+
+    return await idempotency.once(ctx, who, key, PAYMENTS_PATH, body.model_dump(mode="json"), new_id("pay"), start,
+                                  check=check, record=record)
 
 
 async def start_workflow(ctx: AppContext, inp: PaymentInput) -> PaymentView:
