@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import DisputeResult, PaymentProvider, ProviderUnavailable
 from activities.stores import disputes as dispute_store
+from activities.stores import ledger
 from contracts.disputes import (
     DisputeChange,
     DisputeInput,
@@ -24,6 +25,8 @@ from contracts.disputes import (
 )
 from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
 from domain.dispute import DisputeStatus, InvalidDisputeTransition, check_transition
+from domain.ledger import dispute_funds_reinstated, dispute_funds_withdrawn
+from domain.money import Money
 from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.billing")
@@ -45,6 +48,7 @@ class DisputeActivities:
             withdrawn = 0 if inp.provider_status.startswith("warning_") else inp.amount_micros
             wf_id = dispute_workflow_id(inp.tenant_id, inp.dispute_id)
             view = await dispute_store.insert(conn, inp, withdrawn, wf_id)
+            await post_funds(conn, view, withdrawn=withdrawn)
             await dispute_store.record_dispute_event(
                 conn, view, 1, None, "dispute.created", inp.actor, wf_id,
                 {"reason": inp.reason, "amount_micros": inp.amount_micros, "funds_withdrawn_micros": withdrawn,
@@ -77,6 +81,7 @@ class DisputeActivities:
                 raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
             seq = row["event_seq"] + 1
             view = await dispute_store.apply_change(conn, req, new.value, seq)
+            await post_funds(conn, view, withdrawn=req.funds_withdrawn_micros, reinstated=req.funds_reinstated_micros)
             metadata: dict[str, object] = {}
             if req.evidence is not None:
                 metadata["evidence_fields"] = sorted(req.evidence)
@@ -127,3 +132,15 @@ class DisputeActivities:
                  provider_dispute_id=provider_dispute_id, correlation_id=info.workflow_id,
                  activity_attempt=info.attempt, duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return ProviderDispute(id=result.id, status=result.status)
+
+
+async def post_funds(conn: asyncpg.Connection, view: DisputeView, *, withdrawn: int | None = None,
+                     reinstated: int | None = None) -> None:
+    """What moved with this change of the dispute, posted in its transaction (each movement once: the entry id
+    names the dispute and the movement)."""
+    if withdrawn:
+        await ledger.post(conn, view.tenant_id, dispute_funds_withdrawn(
+            view.id, view.provider, Money(withdrawn, view.currency)))
+    if reinstated:
+        await ledger.post(conn, view.tenant_id, dispute_funds_reinstated(
+            view.id, view.provider, Money(reinstated, view.currency)))

@@ -11,6 +11,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import PaymentProvider, ProviderUnavailable
+from activities.stores import ledger
+from activities.stores import payments as payment_store
 from activities.stores import refunds as refund_store
 from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
 from contracts.refunds import (
@@ -23,6 +25,7 @@ from contracts.refunds import (
     SubmitRefund,
     refund_workflow_id,
 )
+from domain.ledger import refund_succeeded
 from domain.money import Money, RoundingMode
 from domain.refund import RefundNotAllowed, RefundStatus, plan_refund, settle
 from paysaga.db import tenant_tx
@@ -117,6 +120,10 @@ class RefundActivities:
             seq = row["event_seq"] + 1
             view = await refund_store.settle(conn, req.refund_id, outcome, req.failure_code, seq,
                                              req.provider_refund_id)
+            if outcome == RefundStatus.SUCCEEDED:  # the money went back: the ledger says so in this transaction
+                provider = await payment_store.provider_of(conn, view.payment_id)
+                await ledger.post(conn, view.tenant_id, refund_succeeded(
+                    view.id, provider or "unknown", Money(view.amount_micros, view.currency)))
             await refund_store.record_refund_event(conn, view, seq, row["status"], req.actor, req.correlation_id,
                                                    {"failure_code": req.failure_code} if req.failure_code else {})
         log.info("billing.execution.result", operation="refund", refund_id=view.id, payment_id=view.payment_id,

@@ -18,6 +18,7 @@ from api import (
     dead_letters,
     disputes,
     docs,
+    ledger,
     payment_methods,
     payments,
     problems,
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     )
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
-    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, webhooks):
+    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, webhooks):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)

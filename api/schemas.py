@@ -263,3 +263,67 @@ class SandboxIntent(Out):
     id: str
     object: Literal["payment_intent"]
     status: str
+
+
+# --- the ledger -----------------------------------------------------------------------------------------------
+class LedgerAccount(Out):
+    id: str = Field(description="e.g. receivable:cus_1:EUR, revenue:EUR")
+    object: Literal["ledger_account"]
+    code: str
+    subject: str | None
+    currency: str
+    type: Literal["asset", "liability", "revenue", "contra_revenue", "expense"]
+    balance: str = Field(description="Debits minus credits, as a decimal string (credit balances are negative)")
+    balance_micros: int
+    created_at: str
+
+
+class LedgerAccountList(Out):
+    object: Literal["list"]
+    data: list[LedgerAccount]
+    at: str | None
+
+
+class LedgerLine(Out):
+    entry_id: str
+    object: Literal["ledger_line"]
+    event: str
+    source_type: str
+    source_id: str
+    memo: str
+    reverses: str | None
+    side: Literal["debit", "credit"]
+    amount: str
+    amount_micros: int = Field(description="Signed: debit > 0, credit < 0")
+    currency: str
+    posted_at: str
+
+
+class LedgerStatement(Out):
+    object: Literal["list"]
+    account_id: str
+    data: list[LedgerLine]
+    has_more: bool
+    next_cursor: str | None
+
+
+class TrialBalanceAccount(Out):
+    id: str
+    type: str
+    balance_micros: int
+
+
+class TrialBalanceCurrency(Out):
+    currency: str
+    debits: str
+    credits: str
+    balance_micros: int = Field(description="Always 0: every entry balances")
+    by_type: dict[str, int]
+    accounts: list[TrialBalanceAccount]
+
+
+class TrialBalance(Out):
+    object: Literal["trial_balance"]
+    at: str | None
+    currencies: list[TrialBalanceCurrency]
+    balanced: bool

@@ -63,6 +63,7 @@ class PaymentInput(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     idempotency_key: str | None = None
     actor: str = "api"
+    invoice_id: str | None = None  # the invoice this payment collects, if any
     # Timings travel with the input (not read from settings) so that a replay sees the values the run saw.
     webhook_wait_seconds: float = 30.0  # the first poll, if no webhook came; later polls back off from it
     poll_max_interval_seconds: float = 900.0  # the longest wait between two polls
@@ -100,6 +101,7 @@ class PaymentView(BaseModel):
     fraud_reasons: list[dict[str, Any]] | None = None
     workflow_id: str
     event_seq: int = 0  # how many lifecycle events the payment has: the optimistic-concurrency token
+    invoice_id: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -250,6 +250,29 @@ def keys_revoke(key_id: str) -> None:
     typer.echo(f"{row['key_id']} revoked at {row['revoked_at']:%Y-%m-%d %H:%M:%S}")
 
 
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("trial-balance")
+def ledger_trial_balance(
+    tenant: Annotated[str, typer.Option(help="The tenant's id or (unique) name")],
+    at: Annotated[str | None, typer.Option(help="As of this instant (ISO 8601), e.g. 2026-11-30T23:59:59Z")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON")] = False,
+) -> None:
+    """Debits and credits per currency and account type: the balance is zero. Exit code 1 if it is not."""
+    import json
+    from datetime import datetime
+
+    from services.ledger import render_trial_balance, tenant_trial_balance
+
+    when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+    report = _run_admin(tenant_trial_balance(_admin_url(), tenant, when))
+    typer.echo(json.dumps(report, indent=2) if as_json else render_trial_balance(report))
+    if not report["balanced"]:
+        raise typer.Exit(1)
+
+
 @app.command()
 def dev(
     api_port: Annotated[int, typer.Option()] = 8000,

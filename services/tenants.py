@@ -50,7 +50,7 @@ async def create_tenant(admin_url: str, name: str, roles: list[str]) -> tuple[st
     check_roles(roles)
     tenant_id = str(uuid.uuid4())
     key_id, secret, key_hash = new_api_key()
-    async with _as_tenant(admin_url, tenant_id) as conn:
+    async with as_tenant(admin_url, tenant_id) as conn:
         await store.insert_tenant(conn, tenant_id, name)
         await store.insert_key(conn, key_id, tenant_id, key_hash, roles)
     return tenant_id, secret
@@ -78,7 +78,7 @@ async def create_key(admin_url: str, tenant: str, roles: list[str], name: str | 
     check_roles(roles)
     tenant_id = await resolve_tenant(admin_url, tenant)
     key_id, secret, key_hash = new_api_key()
-    async with _as_tenant(admin_url, tenant_id) as conn:
+    async with as_tenant(admin_url, tenant_id) as conn:
         await store.insert_named_key(conn, key_id, tenant_id, key_hash, roles, name)
         await _audit(conn, "api_key.create", "api_key", key_id, roles=roles, name=name)
     return tenant_id, key_id, secret
@@ -86,7 +86,7 @@ async def create_key(admin_url: str, tenant: str, roles: list[str], name: str | 
 
 async def list_keys(admin_url: str, tenant: str) -> list[dict[str, Any]]:
     tenant_id = await resolve_tenant(admin_url, tenant)
-    async with _as_tenant(admin_url, tenant_id) as conn:
+    async with as_tenant(admin_url, tenant_id) as conn:
         return [dict(r) for r in await store.list_keys(conn, tenant_id)]
 
 
@@ -111,7 +111,7 @@ async def _owner(admin_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @asynccontextmanager
-async def _as_tenant(admin_url: str, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+async def as_tenant(admin_url: str, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
     """A transaction as the owner acting for one tenant (the owner is subject to FORCE ROW LEVEL SECURITY too)."""
     async with _owner(admin_url) as conn, conn.transaction():
         await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant_id)

@@ -7,15 +7,16 @@ from typing import Any
 
 import asyncpg
 
-from activities.stores import outbox
+from activities.stores import ledger, outbox
 from contracts.payments import PaymentInput, PaymentView, payment_workflow_id
+from domain.ledger import payment_completed
 from domain.money import Money
 from domain.payment import LifecycleEvent, Payment, PaymentStatus, TransitionCommand
 
 PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_method_id, amount_micros,
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
     failure_message, next_action, risk_score, risk_reasons, fraud_score, fraud_action, fraud_reasons, workflow_id,
-    event_seq, created_at, updated_at"""
+    event_seq, invoice_id, created_at, updated_at"""
 
 
 def view_from_row(row: asyncpg.Record) -> PaymentView:
@@ -119,12 +120,12 @@ async def insert_created(
     wf_id = payment_workflow_id(inp.tenant_id, inp.payment_id)
     inserted = await conn.fetchrow(
         f"""INSERT INTO paysaga.payments (payment_id, tenant_id, customer_id, payment_method_id, amount_micros,
-               currency, idempotency_key, description, metadata, provider, workflow_id, event_seq)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+               currency, idempotency_key, description, metadata, provider, workflow_id, event_seq, invoice_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT DO NOTHING RETURNING {PAYMENT_COLUMNS}""",
         payment.payment_id, inp.tenant_id, inp.customer_id, inp.payment_method_id, inp.amount_micros,
         payment.amount.currency, inp.idempotency_key, inp.description, inp.metadata, provider, wf_id,
-        payment.event_seq,
+        payment.event_seq, inp.invoice_id,
     )
     if inserted is None:
         view = await fetch_view(conn, payment.payment_id)
@@ -201,4 +202,11 @@ async def apply_transition(
         raise RuntimeError(f"payment {payment_id} changed concurrently")
     view = view_from_row(updated)
     await record_event(conn, view, event, actor, correlation_id)
+    if view.status == PaymentStatus.COMPLETED:  # the money arrived: the ledger says so in the same transaction
+        await ledger.post(conn, view.tenant_id, payment_completed(
+            view.id, view.customer_id, view.provider, Money(view.amount_micros, view.currency), view.invoice_id))
     return view, True
+
+
+async def provider_of(conn: asyncpg.Connection, payment_id: str) -> str | None:
+    return await conn.fetchval("SELECT provider FROM paysaga.payments WHERE payment_id = $1", payment_id)
