@@ -76,7 +76,7 @@ def test_every_movement_balances_and_lands_where_it_should(micros: int, currency
         assert totals_by_currency(e.lines) == {currency: 0}
         assert e.currencies == {currency}
     after = balances(line for e in entries for line in e.lines)
-    # cash: +paid −refunded −withdrawn +reinstated; what the payment credited is −amount
+    # cash: +paid -refunded -withdrawn +reinstated; what the payment credited is -amount
     assert after[f"cash:sandbox:{currency}"] == 0
     credited = f"receivable:cus_1:{currency}" if for_invoice else f"revenue:{currency}"
     assert after[credited] == -micros and after[f"refunds:{currency}"] == micros

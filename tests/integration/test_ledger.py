@@ -102,7 +102,7 @@ async def test_payments_refunds_and_disputes_post_and_the_trial_balance_is_zero(
         paid = await completed_payment(http, "50.00")
         r = await refund(http, paid["id"], "20.00")
         await wait_refund(http, r.json()["id"], {"succeeded"})
-        payment, dispute = await disputed_payment(http, "30.00")
+        _, dispute = await disputed_payment(http, "30.00")
         assert (await submit(http, dispute["id"], uncategorized_text="winning_evidence")).status_code == 200
         await wait_dispute(http, dispute["id"], {"won"})
         cid, pm = await customer_with_method(http, "pm_card_chargeDeclined")
@@ -115,7 +115,7 @@ async def test_payments_refunds_and_disputes_post_and_the_trial_balance_is_zero(
                                params={"starting_after": statement["next_cursor"]})).json()
         refused = await http.get("/v1/ledger/accounts/nope:USD/entries")
 
-    # cash: +50 −20 (refund) +30 −30 (withdrawn) +30 (reinstated) = 60; the decline posted nothing
+    # cash: +50 -20 (refund) +30 -30 (withdrawn) +30 (reinstated) = 60; the decline posted nothing
     assert accounts["cash:sandbox:USD"]["balance"] == "60.00"
     assert accounts["revenue:USD"]["balance"] == "-80.00" and accounts["refunds:USD"]["balance"] == "20.00"
     assert accounts["chargebacks:USD"]["balance"] == "0.00"
