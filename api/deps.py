@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.auth import Principal
 from services import tenants
 from services.context import AppContext
-from services.errors import Forbidden, Unauthorized
+from services.errors import Forbidden, Unauthorized, Unprocessable
 
 REQUEST_ID_HEADER = "x-request-id"
 _MAX_REQUEST_ID = 128
@@ -67,3 +68,22 @@ Caller = Annotated[Principal, Depends(authenticated)]
 Payments = Annotated[Principal, Depends(role("payments"))]
 Finance = Annotated[Principal, Depends(role("finance"))]
 Admin = Annotated[Principal, Depends(role("admin"))]
+
+
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+
+
+def instant(value: str | None) -> datetime | None:
+    """An RFC 3339 instant from a query parameter (a strict reading: no unix seconds, no missing offset)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Unprocessable("validation-error", "Invalid request", "Not a valid instant.",
+                            errors=[{"loc": ["query", "at"], "msg": "not an RFC 3339 date-time", "type": "value_error"}]
+                            ) from None
+
+
+At = Annotated[str | None, Query(pattern=_RFC3339, description="An instant (RFC 3339), e.g. 2026-11-30T23:59:59Z",
+                                  json_schema_extra={"format": "date-time"})]

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from api import schemas
-from api.deps import Ctx, Finance
+from api.deps import At, Ctx, Finance, instant
 from api.docs import problems
 from services import ledger
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
-At = Annotated[datetime | None, Query(description="Balances as of this instant (ISO 8601); default: now")]
 
 
 @router.get("/accounts", response_model=schemas.LedgerAccountList, responses=problems(403))
 async def list_accounts(ctx: Ctx, who: Finance, at: At = None) -> dict[str, Any]:
     """Every account of the tenant, per currency, with its balance (debits minus credits)."""
-    return await ledger.list_accounts(ctx, who, at)
+    return await ledger.list_accounts(ctx, who, instant(at))
 
 
 @router.get("/accounts/{account_id}/entries", response_model=schemas.LedgerStatement,
@@ -35,4 +33,4 @@ async def account_entries(
 @router.get("/trial_balance", response_model=schemas.TrialBalance, responses=problems(403))
 async def trial_balance(ctx: Ctx, who: Finance, at: At = None) -> dict[str, Any]:
     """Per currency, debits equal credits: the balance is zero."""
-    return await ledger.trial_balance(ctx, who, at)
+    return await ledger.trial_balance(ctx, who, instant(at))
