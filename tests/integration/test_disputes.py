@@ -214,7 +214,9 @@ async def test_dispute_webhooks_are_deduplicated_and_start_one_workflow(
         assert first.json() == {"received": True} and again.json()["duplicate"] is True
         other = dispute_event(dp, payment["provider_intent_id"], "charge.dispute.updated", "needs_response")
         assert (await post_event(stack, other)).json() == {"received": True}  # joins the running workflow
-        listed = (await http.get(f"/v1/payments/{payment['id']}/disputes")).json()
+        async with asyncio.timeout(15):  # the workflow records the dispute as its first step: give it the time
+            while not (listed := (await http.get(f"/v1/payments/{payment['id']}/disputes")).json())["data"]:
+                await asyncio.sleep(0.05)
         assert len(listed["data"]) == 1
         dispute = listed["data"][0]
         assert dispute["reason"] == "product_not_received" and dispute["amount"] == "6.00"
