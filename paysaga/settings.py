@@ -122,6 +122,21 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = 60
     log_level: str = "INFO"
 
+    # --- object storage (rendered invoice PDFs; activities/storage/) ---------------------------------------------
+    object_store: Literal["local", "s3"] = Field(default="local", description="Where rendered files are kept")
+    object_store_dir: Path | None = Field(
+        default=None, description="The local store's root; default {data_dir}/objects (.paysaga/objects)")
+    s3_bucket: str | None = Field(default=None, description="The bucket of the s3 store (required with it)")
+    s3_region: str | None = Field(default=None, description="e.g. eu-central-1; default: boto3's configuration")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible server instead of AWS, e.g. http://127.0.0.1:9000")
+    s3_kms_key_id: str | None = Field(
+        default=None, description="KMS key (id, ARN or alias) for SSE-KMS; default: the AWS-managed aws/s3 key")
+
+    @property
+    def object_store_root(self) -> Path:
+        return self.object_store_dir or self.data_dir / "objects"
+
     @property
     def webhook_secret_list(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
