@@ -333,6 +333,29 @@ class Money:
         micros = _divide(self.micros * basis_points, BASIS_POINTS_PER_WHOLE, rounding)
         return Money(micros, self.currency)
 
+    def scale(self, numerator: int, denominator: int, rounding: RoundingMode) -> Money:
+        """This amount times ``numerator / denominator``, rounded to micros (a share of a share, exactly)."""
+        numerator = _require_int(numerator, "numerator")
+        denominator = _require_int(denominator, "denominator")
+        if denominator <= 0:
+            raise ValueError(f"denominator must be positive, got {denominator}")
+        return Money(_divide(self.micros * numerator, denominator, rounding), self.currency)
+
+    def scale_to_minor(self, numerator: int, denominator: int, rounding: RoundingMode) -> Money:
+        """This amount times ``numerator / denominator``, rounded once, straight to whole minor units.
+
+        One rounding step, not two: rounding to micros first and then to minor units can land on the other
+        side of a half (0.0049996 -> 0.005 -> 0.01), which is how tax lines stop reconciling. A tax of
+        19 % is ``scale_to_minor(190_000, 1_000_000, HALF_EVEN)``.
+        """
+        numerator = _require_int(numerator, "numerator")
+        denominator = _require_int(denominator, "denominator")
+        if denominator <= 0:
+            raise ValueError(f"denominator must be positive, got {denominator}")
+        per_minor = get_currency(self.currency).micros_per_minor
+        minor = _divide(self.micros * numerator, denominator * per_minor, rounding)
+        return Money.from_minor_units(minor, self.currency)
+
     def split_percentage(self, basis_points: int) -> tuple[Money, Money]:
         """``(part, rest)`` with part = percentage(HALF_EVEN) and part + rest == self.
 
