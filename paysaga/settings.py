@@ -55,8 +55,9 @@ class Settings(BaseSettings):
 
     # --- tax (activities/tax: build_tax_provider) ------------------------------------------------------------
     # builtin: the rules of domain/tax over the rate tables in the repository (EU VAT, US state base rates);
-    # committed tax and its reversals are recorded in paysaga.tax_transactions / paysaga.tax_reversals.
-    tax_provider: Literal["builtin"] = "builtin"
+    # stripe: Stripe Tax with the account of PAYSAGA_STRIPE_API_KEY (and PAYSAGA_STRIPE_API_BASE). Both record
+    # committed tax and its reversals in paysaga.tax_transactions / paysaga.tax_reversals.
+    tax_provider: Literal["builtin", "stripe"] = "builtin"
 
     # Sandbox behaviour (the embedded default provider).
     sandbox_webhook_url: str | None = Field(
