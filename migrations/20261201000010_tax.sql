@@ -36,7 +36,7 @@ CREATE UNIQUE INDEX tax_registrations_once
   ON paysaga.tax_registrations (tenant_id, country, coalesce(state, ''), type, active_from);
 
 -- A committed quote: the tax the tenant owes for one invoice (`reference`), per line and jurisdiction. Written
--- once (INSERT … ON CONFLICT (tenant_id, reference) DO NOTHING), never changed: a correction is a reversal.
+-- once (INSERT … ON CONFLICT DO NOTHING, then read by reference), never changed: a correction is a reversal.
 CREATE TABLE paysaga.tax_transactions (
   tenant_id         uuid NOT NULL REFERENCES paysaga.tenants,
   reference         text NOT NULL,

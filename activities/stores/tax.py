@@ -1,8 +1,10 @@
 """Persistence of tax: the seller's profile and registrations, committed transactions and their reversals.
 
-Transactions and reversals are append-only and idempotent by reference (`ON CONFLICT … DO NOTHING`, then the row
-that is there is the answer). Reversals of one transaction take `paysaga.tax_reversal_lock_key` first, so they
-queue and each is computed from the ones before it; the table's trigger checks the caps again under that lock.
+Transactions and reversals are append-only and idempotent by reference (`ON CONFLICT DO NOTHING`, then the row
+that is there is the answer). The conflict target is left open on purpose: a retry racing the first insert can
+collide on the id's unique index before the reference's, and either collision means "already written".
+Reversals of one transaction take `paysaga.tax_reversal_lock_key` first, so they queue and each is computed from
+the ones before it; the table's trigger checks the caps again under that lock.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ async def insert_transaction(conn: asyncpg.Connection, quote: TaxQuote, transact
     await conn.execute(
         """INSERT INTO paysaga.tax_transactions (tenant_id, reference, transaction_id, provider, quote_id, currency,
                tax_date, tax_micros, lines, notes, provider_line_ids)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, reference) DO NOTHING""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
         quote.tenant_id, quote.reference, transaction_id, quote.provider, quote.quote_id, quote.currency,
         quote.tax_date, quote.tax_micros, _dump(quote.lines), quote.notes, provider_line_ids,
     )
@@ -156,7 +158,7 @@ async def insert_reversal(conn: asyncpg.Connection, tenant_id: str, reversal: Ta
     await conn.execute(
         """INSERT INTO paysaga.tax_reversals (tenant_id, reference, reversal_id, original_reference, provider,
                amount_micros, tax_micros, credits, lines)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, reference) DO NOTHING""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
         tenant_id, reversal.reference, reversal.reversal_id, reversal.original_reference, provider,
         reversal.amount_micros, reversal.tax_micros, credits, _dump(reversal.lines),
     )
