@@ -81,11 +81,6 @@ class TaxLedger:
             raise TaxConflict(f"{quote.reference} was already committed with quote {row['quote_id']}")
         return store.to_transaction(row)
 
-    async def provider_line_ids(self, tenant_id: str, reference: str) -> dict[str, str]:
-        async with tenant_tx(self._pool, tenant_id) as conn:
-            row = await store.fetch_transaction(conn, reference)
-        return dict(row["provider_line_ids"]) if row else {}
-
     async def reverse(self, req: TaxReversalRequest, provider: str, remote: RemoteReversal) -> TaxReversal:
         """Plan the reversal under the transaction's lock, tell the provider (`remote`), record it.
 
