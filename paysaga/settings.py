@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: str = "whsec_paysaga_dev_secret"
     webhook_tolerance_seconds: int = 300
 
+    # --- tax (activities/tax: build_tax_provider) ------------------------------------------------------------
+    # builtin: the rules of domain/tax over the rate tables in the repository (EU VAT, US state base rates);
+    # stripe: Stripe Tax with the account of PAYSAGA_STRIPE_API_KEY (and PAYSAGA_STRIPE_API_BASE). Both record
+    # committed tax and its reversals in paysaga.tax_transactions / paysaga.tax_reversals.
+    tax_provider: Literal["builtin", "stripe"] = "builtin"
+
     # Sandbox behaviour (the embedded default provider).
     sandbox_webhook_url: str | None = Field(
         default=None, description="Where the sandbox posts webhooks; default http://{api_host}:{api_port}"

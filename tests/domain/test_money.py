@@ -664,3 +664,38 @@ def test_prop_ordering_matches_micros(code: str, x: int, y: int) -> None:
 def test_prop_multiplication(code: str, micros: int, k: int) -> None:
     money = Money(micros, code)
     assert money * k == k * money == Money(micros * k, code)
+
+
+# ---- scaling by a fraction (tax rates, shares of a credit) ---------------------------------
+
+
+def test_scale_to_minor_rounds_once() -> None:
+    # 49.995 % of one cent is 0.0049995 EUR: below half a cent, so 0.00. Rounding to micros first (half up)
+    # would make it 0.005000 and then 0.01.
+    cent = Money(10_000, "EUR")
+    assert cent.scale_to_minor(499_950, 1_000_000, HU) == Money(0, "EUR")
+    assert cent.scale(499_950, 1_000_000, HU).round_to_minor(HU) == Money(10_000, "EUR")
+    assert Money(1_000_000, "EUR").scale_to_minor(5, 1000, HE) == Money(0, "EUR")  # 0.005 → 0.00 (even)
+    assert Money(3_000_000, "EUR").scale_to_minor(5, 1000, HE) == Money(20_000, "EUR")  # 0.015 → 0.02
+    assert Money(100_000_000, "EUR").scale_to_minor(190_000, 1_000_000, HE) == Money(19_000_000, "EUR")
+    assert Money(1_234_567, "JPY").scale_to_minor(1, 3, HE) == Money(0, "JPY")  # 0.41 yen → 0
+
+
+def test_scale_rounds_to_micros() -> None:
+    assert Money(10, "USD").scale(1, 3, HE) == Money(3, "USD")
+    assert Money(-10, "USD").scale(1, 4, HE) == Money(-2, "USD")  # -2.5 → -2 (even)
+    with pytest.raises(ValueError, match="denominator"):
+        Money(10, "USD").scale(1, 0, HE)
+    with pytest.raises(TypeError):
+        Money(10, "USD").scale_to_minor(1.5, 2, HE)  # type: ignore[arg-type]
+
+
+@given(monies(bound=10**12), st.integers(min_value=-(10**6), max_value=10**6),
+       st.integers(min_value=1, max_value=10**6), modes)
+def test_prop_scale_matches_oracle(money: Money, numerator: int, denominator: int, mode: RoundingMode) -> None:
+    per_minor = get_currency(money.currency).micros_per_minor
+    expected_minor = decimal_oracle(money.micros * numerator, denominator * per_minor, mode)
+    assert money.scale_to_minor(numerator, denominator, mode) == Money.from_minor_units(expected_minor,
+                                                                                          money.currency)
+    assert money.scale(numerator, denominator, mode).micros == decimal_oracle(money.micros * numerator,
+                                                                              denominator, mode)
