@@ -14,12 +14,15 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
+from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
 from activities.payments import PaymentActivities
 from activities.providers import build_provider
 from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
 from activities.risk_report import RiskReportActivities
+from activities.storage import build_object_store
+from activities.tax import build_tax_provider
 from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
@@ -27,6 +30,7 @@ from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
 from workflows.dispute import DisputeWorkflow
+from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
@@ -34,7 +38,8 @@ from workflows.risk_report import RiskBiasReportWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
-WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow]
+WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
+             InvoiceWorkflow]
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -62,6 +67,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         reports = RiskReportActivities(pool)
         disputes = DisputeActivities(pool, provider)
         notifications = NotificationActivities(build_notifier(settings, pool))
+        tax = build_tax_provider(settings, pool)
+        stack.push_async_callback(tax.aclose)
+        invoices = InvoiceActivities(pool, tax, build_object_store(settings))
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -74,7 +82,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         refunds.attach_provider_refund, refunds.settle_refund,
                         reconcile.reconcile_stale_payments, reports.generate_bias_report,
                         disputes.record_dispute, disputes.apply_dispute_change, disputes.submit_dispute_evidence,
-                        disputes.accept_dispute, disputes.get_dispute, notifications.send_notification],
+                        disputes.accept_dispute, disputes.get_dispute, notifications.send_notification,
+                        invoices.finalize_invoice, invoices.commit_tax, invoices.store_invoice_pdf,
+                        invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
+                        invoices.apply_invoice_action, invoices.reverse_tax],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),

@@ -1,7 +1,8 @@
 """The notification port: how the sagas tell people something (finance, about a dispute and its deadline).
 
 `Notifier.send(notification)` is all a saga needs. The embedded default, `OutboxNotifier`, writes the
-notification as an outbox message `billing.dispute.notification.v1` (in the tenant's transaction, so a relay
+notification as an outbox message `billing.<aggregate>.notification.v1` (`billing.dispute.notification.v1`,
+`billing.invoice.notification.v1`: the kind's first part names the aggregate; in the tenant's transaction, so a relay
 publishes it exactly like every other paysaga event) and logs it as `billing.notification`.
 
 Plugging in a real channel (a webhook, e-mail, Slack, PagerDuty):
@@ -38,7 +39,11 @@ from paysaga.settings import Settings
 
 log = structlog.get_logger("paysaga.billing")
 
-NOTIFICATION_EVENT_TYPE = "billing.dispute.notification.v1"
+
+
+def event_type(kind: str) -> str:
+    """`dispute.created` → billing.dispute.notification.v1."""
+    return f"billing.{kind.split('.', 1)[0]}.notification.v1"
 
 
 class Notifier(Protocol):
@@ -55,10 +60,11 @@ class OutboxNotifier:
 
     async def send(self, n: Notification) -> None:
         async with tenant_tx(self._pool, n.tenant_id) as conn:
-            fresh = await outbox.put(conn, n.tenant_id, n.notification_id, NOTIFICATION_EVENT_TYPE,
+            fresh = await outbox.put(conn, n.tenant_id, n.notification_id, event_type(n.kind),
                                      f"billing.notification.{n.kind}", n.model_dump(mode="json"))
         log.info("billing.notification", notification_id=n.notification_id, kind=n.kind, subject=n.subject,
-                 tenant_id=n.tenant_id, dispute_id=n.dispute_id, payment_id=n.payment_id, duplicate=not fresh)
+                 tenant_id=n.tenant_id, dispute_id=n.dispute_id, payment_id=n.payment_id, invoice_id=n.invoice_id,
+                 duplicate=not fresh)
 
 
 def build_notifier(settings: Settings, pool: asyncpg.Pool) -> Notifier:

@@ -27,7 +27,7 @@ from activities.stores import dead_letters
 from activities.stores import payment_methods as methods
 from activities.stores import payments as store
 from contracts.dead_letters import DeadLetter, ReplayRequest
-from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
+from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION, INVOICE_ALREADY_COLLECTING
 from contracts.payments import (
     Admission,
     FraudResult,
@@ -66,7 +66,10 @@ class PaymentActivities:
         req = RiskRequest(tenant_id=inp.tenant_id, payment_id=inp.payment_id, customer_id=inp.customer_id,
                           amount_micros=inp.amount_micros, currency=inp.currency)
         async with tenant_tx(self._pool, inp.tenant_id) as conn:
-            view = await store.insert_created(conn, inp, self._provider.name, inp.actor)
+            try:
+                view = await store.insert_created(conn, inp, self._provider.name, inp.actor)
+            except store.InvoiceAlreadyCollecting as exc:
+                raise ApplicationError(str(exc), type=INVOICE_ALREADY_COLLECTING, non_retryable=True) from exc
             if view.status != PaymentStatus.CREATED:  # a re-run after the payment moved on
                 return Admission(view=view, risk=RiskResult(allowed=True, score=view.risk_score or 0,
                                                             reasons=view.risk_reasons or []))

@@ -18,6 +18,7 @@ from api import (
     dead_letters,
     disputes,
     docs,
+    invoices,
     ledger,
     payment_methods,
     payments,
@@ -25,6 +26,7 @@ from api import (
     refunds,
     sandbox,
     schemas,
+    tax,
     webhooks,
 )
 from api.admission_gate import AdmissionGate
@@ -95,7 +97,8 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     )
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
-    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, webhooks):
+    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices, tax,
+                   webhooks):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -85,5 +85,19 @@ def instant(value: str | None) -> datetime | None:
                             ) from None
 
 
+def day(value: str | None, name: str) -> date | None:
+    """A calendar day from a query parameter ("2026-12-01")."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Unprocessable("validation-error", "Invalid request", "Not a valid date.",
+                            errors=[{"loc": ["query", name], "msg": "not a date (YYYY-MM-DD)", "type": "value_error"}]
+                            ) from None
+
+
+DayQuery = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A day, e.g. 2026-12-01",
+                                       json_schema_extra={"format": "date"})]
 At = Annotated[str | None, Query(pattern=_RFC3339, description="An instant (RFC 3339), e.g. 2026-11-30T23:59:59Z",
                                   json_schema_extra={"format": "date-time"})]

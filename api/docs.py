@@ -38,6 +38,8 @@ REPLAYED = {"Idempotent-Replayed": {"description": "`true` when this is the stor
 
 # Headers an operation cannot do without (it answers 400 when they are missing).
 REQUIRED_HEADERS = {"/v1/payments": ("Idempotency-Key",), "/v1/payments/{payment_id}/refunds": ("Idempotency-Key",),
+                    "/v1/invoices": ("Idempotency-Key",), "/v1/invoices/{invoice_id}/pay": ("Idempotency-Key",),
+                    "/v1/invoices/{invoice_id}/credit_notes": ("Idempotency-Key",),
                     "/v1/webhooks/stripe": ("Stripe-Signature",)}
 
 

@@ -11,7 +11,7 @@ from api import schemas
 from api.deps import Caller, Ctx, IdempotencyKey, Payments
 from api.docs import created, problems
 from api.responses import answered
-from contracts.customers import CustomerCreate
+from contracts.customers import CustomerCreate, CustomerUpdate
 from contracts.payments import CancelBody, PaymentCreate
 from services import customers, payments
 
@@ -29,6 +29,13 @@ async def create_customer(body: CustomerCreate, ctx: Ctx, who: Payments) -> dict
             responses=problems(404))
 async def get_customer(customer_id: str, ctx: Ctx, who: Caller) -> dict[str, Any]:
     return await customers.get(ctx, who, customer_id)
+
+
+@router.post("/customers/{customer_id}", tags=["customers"], response_model=schemas.Customer,
+             responses=problems(403, 404, 409))
+async def update_customer(customer_id: str, body: CustomerUpdate, ctx: Ctx, who: Payments) -> dict[str, Any]:
+    """Only the fields sent change (Stripe's update-by-POST); invoices already finalized keep what they billed."""
+    return await customers.update(ctx, who, customer_id, body)
 
 
 @router.post("/payments", status_code=201, tags=["payments"], response_model=None, responses={

@@ -42,6 +42,11 @@ class Customer(Out):
     email: str | None
     name: str | None
     country: str | None
+    address: dict[str, Any] | None
+    tax_ids: list[dict[str, Any]]
+    tax_exempt: str
+    preferred_locale: str | None
+    default_payment_method_id: str | None
     metadata: dict[str, Any]
     created_at: str
 
@@ -327,3 +332,163 @@ class TrialBalance(Out):
     at: str | None
     currencies: list[TrialBalanceCurrency]
     balanced: bool
+
+
+# --- invoices and credit notes --------------------------------------------------------------------------------
+class InvoiceTax(Out):
+    jurisdiction: str
+    jurisdiction_name: str
+    rate: str = Field(description="Percent, exact: \"19\", \"7.25\"")
+    rate_ppm: int
+    taxable_amount: str
+    taxable_amount_micros: int
+    amount: str
+    amount_micros: int
+    taxability_reason: str
+    tax_type: str
+
+
+class InvoiceLine(Out):
+    id: str
+    description: str
+    quantity: str
+    unit_amount: str
+    amount: str
+    amount_micros: int
+    tax: str
+    tax_micros: int
+    period_start: str | None
+    period_end: str | None
+    tax_code: str
+    taxes: list[InvoiceTax]
+
+
+class Invoice(Out):
+    id: str
+    object: Literal["invoice"]
+    number: str | None
+    status: Literal["draft", "open", "paid", "void", "uncollectible"]
+    customer_id: str
+    currency: str
+    collection_method: Literal["charge_automatically", "send_invoice"]
+    days_until_due: int | None
+    due_date: str | None
+    description: str | None
+    series: str | None
+    period_start: str | None
+    period_end: str | None
+    subscription_id: str | None
+    lines: list[InvoiceLine]
+    subtotal: str
+    subtotal_micros: int
+    tax: str
+    tax_micros: int
+    total: str
+    total_micros: int
+    amount_due: str
+    amount_due_micros: int
+    amount_paid: str
+    amount_paid_micros: int
+    amount_remaining: str
+    amount_remaining_micros: int
+    amount_credited: str
+    amount_credited_micros: int
+    credit_notes: list[str]
+    tax_notes: list[str]
+    paid_out_of_band: bool
+    actions: list[str] = Field(description="What the invoice's state allows: clients need not encode the state "
+                                           "machine")
+    pdf: str | None
+    workflow_id: str | None
+    metadata: dict[str, Any]
+    finalized_at: str | None
+    paid_at: str | None
+    voided_at: str | None
+    void_reason: str | None
+    marked_uncollectible_at: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class InvoicePayment(Invoice):
+    payment_id: str | None = Field(description="The payment this attempt started; follow it at /v1/payments/{id}")
+
+
+class InvoiceList(Out):
+    object: Literal["list"]
+    data: list[Invoice]
+    has_more: bool
+    next_cursor: str | None
+
+
+class CreditNoteTax(Out):
+    jurisdiction: str
+    amount: str
+    amount_micros: int
+
+
+class CreditNoteLine(Out):
+    line_id: str
+    amount: str
+    amount_micros: int
+    tax: str
+    tax_micros: int
+    taxes: list[CreditNoteTax]
+
+
+class CreditNote(Out):
+    id: str | None
+    object: Literal["credit_note"]
+    number: str | None
+    invoice_id: str
+    type: Literal["pre_payment", "post_payment"]
+    reason: str
+    memo: str
+    currency: str
+    lines: list[CreditNoteLine]
+    amount: str
+    amount_micros: int
+    tax: str
+    tax_micros: int
+    total: str
+    total_micros: int
+    refund_amount: str
+    refund_amount_micros: int
+    credit_amount: str
+    credit_amount_micros: int
+    out_of_band_amount: str
+    out_of_band_amount_micros: int
+    refund_id: str | None
+    pdf: str | None
+    created_at: str | None
+    preview: bool = False
+
+
+class CreditNoteList(Out):
+    object: Literal["list"]
+    data: list[CreditNote]
+    has_more: bool
+
+
+# --- the tenant as a seller -----------------------------------------------------------------------------------
+class TenantProfile(Out):
+    object: Literal["tenant_profile"]
+    legal_name: str | None
+    address: dict[str, Any] | None
+    tax_ids: list[dict[str, Any]]
+
+
+class TaxRegistration(Out):
+    id: str
+    object: Literal["tax_registration"]
+    country: str
+    state: str | None
+    type: str
+    active_from: str
+    active_until: str | None
+
+
+class TaxRegistrationList(Out):
+    object: Literal["list"]
+    data: list[TaxRegistration]
+    has_more: bool

@@ -23,3 +23,9 @@ NOT_ACCEPTABLE = "NotAcceptable"
 PROVIDER_REFUSED = "ProviderRefused"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 INVALID_EVIDENCE = "InvalidEvidence"
+
+# Payments that collect an invoice.
+INVOICE_ALREADY_COLLECTING = "InvoiceAlreadyCollecting"  # another payment of the invoice is live or completed
+
+# Updates of InvoiceWorkflow: the refusal's code (e.g. invoice-action-not-allowed) is the error's type.
+INVOICE_REFUSED = "InvoiceRefused"

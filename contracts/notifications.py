@@ -12,8 +12,9 @@ class Notification(BaseModel):
 
     notification_id: str
     tenant_id: str
-    kind: str  # dispute.created | dispute.evidence_reminder | dispute.deadline_passed | dispute.closed
+    kind: str  # dispute.created | dispute.evidence_reminder | … | invoice.finalized | invoice.payment_failed | …
     subject: str
     dispute_id: str | None = None
     payment_id: str | None = None
+    invoice_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -293,7 +293,7 @@ class Invoice:
             raise InvoiceRefused("invalid-tax", "tax was quoted for lines the invoice does not have")
         lines = tuple(replace(line, taxes=tuple(taxes.get(line.line_id, ()))) for line in self.lines)
         for line in lines:
-            if any(t.taxable_micros != line.amount.micros for t in line.taxes):
+            if any(not 0 <= t.taxable_micros <= line.amount.micros or t.tax_micros < 0 for t in line.taxes):
                 raise InvoiceRefused("invalid-tax", f"the tax of line {line.line_id} is not on its amount")
         opened = replace(self, status=S.OPEN, number=number, lines=lines, due_date=due_date)
         return opened._paid_if_settled()

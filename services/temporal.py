@@ -40,10 +40,12 @@ async def update(client: Client, workflow_id: str, name: str, arg: Any, *, updat
 
 
 async def update_with_start(client: Client, name: str, start: Callable[[], WithStartWorkflowOperation[Any, Any]],
-                            *, result_type: type[R], admission: Admission | None = None) -> R:
+                            *, result_type: type[R], admission: Admission | None = None, arg: Any = None,
+                            update_id: str | None = None) -> R:
     """Start the workflow (or join the running one, per the operation's conflict policy) and run the update.
     `start` makes the start operation: each try needs a fresh one. With `admission`, a start Temporal does not
-    answer in time is refused (503); the request itself already holds one of the process's start slots."""
+    answer in time is refused (503); the request itself already holds one of the process's start slots. The same
+    `update_id` again (a retried request) is the same update: the workflow answers it once."""
     operations: list[WithStartWorkflowOperation[Any, Any]] = []
 
     def fresh() -> WithStartWorkflowOperation[Any, Any]:
@@ -51,8 +53,11 @@ async def update_with_start(client: Client, name: str, start: Callable[[], WithS
         return operations[-1]
 
     def call() -> Awaitable[R]:
+        if arg is None:
+            return _retrying(lambda: client.execute_update_with_start_workflow(
+                name, start_workflow_operation=fresh(), result_type=result_type, id=update_id))
         return _retrying(lambda: client.execute_update_with_start_workflow(
-            name, start_workflow_operation=fresh(), result_type=result_type))
+            name, arg, start_workflow_operation=fresh(), result_type=result_type, id=update_id))
 
     try:
         if admission is None:

@@ -127,7 +127,7 @@ async def running_stack(workdir: Path) -> AsyncIterator[Stack]:
     async with postgres_server(workdir) as server_url, temporal_client() as client:
         db = await fresh_database(server_url)
         port = devstack.free_port()
-        settings = test_settings(db, client, port)
+        settings = test_settings(db, client, port, object_store_dir=workdir / "objects")
         admin_pool = await create_pool(db.admin_url, max_size=4)
         app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,

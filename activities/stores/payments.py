@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from activities.stores import ledger, outbox
+from activities.stores import invoices, ledger, outbox
 from contracts.payments import PaymentInput, PaymentView, payment_workflow_id
 from domain.ledger import payment_completed
 from domain.money import Money
@@ -17,6 +17,10 @@ PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_met
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
     failure_message, next_action, risk_score, risk_reasons, fraud_score, fraud_action, fraud_reasons, workflow_id,
     event_seq, invoice_id, created_at, updated_at"""
+
+
+class InvoiceAlreadyCollecting(Exception):
+    """Another payment of the same invoice is live or completed: an invoice is never charged twice."""
 
 
 def view_from_row(row: asyncpg.Record) -> PaymentView:
@@ -129,7 +133,8 @@ async def insert_created(
     )
     if inserted is None:
         view = await fetch_view(conn, payment.payment_id)
-        assert view is not None
+        if view is None:  # not this payment: the one-live-payment-per-invoice index refused it
+            raise InvoiceAlreadyCollecting(f"invoice {inp.invoice_id} is already being paid, or was paid")
         return view
     view = view_from_row(inserted)
     await record_event(conn, view, event, actor, wf_id)
@@ -203,8 +208,11 @@ async def apply_transition(
     view = view_from_row(updated)
     await record_event(conn, view, event, actor, correlation_id)
     if view.status == PaymentStatus.COMPLETED:  # the money arrived: the ledger says so in the same transaction
+        amount = Money(view.amount_micros, view.currency)
         await ledger.post(conn, view.tenant_id, payment_completed(
-            view.id, view.customer_id, view.provider, Money(view.amount_micros, view.currency), view.invoice_id))
+            view.id, view.customer_id, view.provider, amount, view.invoice_id))
+        if view.invoice_id is not None:  # and the invoice it collects is paid, in the same transaction too
+            await invoices.settle_by_payment(conn, view.invoice_id, view.id, amount, correlation_id)
     return view, True
 
 

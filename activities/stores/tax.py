@@ -163,3 +163,10 @@ async def insert_reversal(conn: asyncpg.Connection, tenant_id: str, reversal: Ta
         reversal.amount_micros, reversal.tax_micros, credits, _dump(reversal.lines),
     )
     return await _written(fetch_reversal(conn, reversal.reference), reversal.reference)
+
+
+async def registration_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The tenant's registrations with their ids, for the API."""
+    return await conn.fetch(
+        """SELECT registration_id, country, state, type, active_from, active_until, created_at
+             FROM paysaga.tax_registrations ORDER BY country, state NULLS FIRST, active_from, registration_id""")

@@ -185,7 +185,7 @@ def test_an_empty_draft_cannot_be_finalized_and_a_zero_invoice_is_paid_at_once()
 
 def test_tax_must_be_quoted_on_the_lines_amounts() -> None:
     invoice = draft(("1", "10"))
-    wrong = LineTax("DE", "Germany", 190_000, 1, 190_000, "standard_rated")
+    wrong = LineTax("DE", "Germany", 190_000, 10**12, 190_000, "standard_rated")
     with pytest.raises(InvoiceRefused):
         invoice.finalize("INV-1", {"li_0": [wrong]}, DAY)
     with pytest.raises(InvoiceRefused):

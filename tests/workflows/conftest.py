@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,11 @@ TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # the defaul
 
 
 async def start_env() -> WorkflowEnvironment:
+    # The JVM-less test server still takes a few seconds to listen on a loaded 2-core machine: the SDK's 5 s
+    # default failed whole runs now and then.
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER),
+        test_server_startup_timeout=timedelta(seconds=60),
     )
     try:
         # The test server rejects unknown custom search attributes at start ("search attribute PaymentStatus
