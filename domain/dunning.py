@@ -30,12 +30,14 @@ The planner
 ``plan_next(policy, failures, now, payment_method_updated_at=, advice=)`` is called after each failed charge and
 whenever the workflow wakes up (a new payment method, the end of a wait). ``failures`` is the history of the
 invoice's failed charges, oldest first: the first is the original charge (``RetryTrigger.INITIAL``), the others
-are retries, each marked by what triggered it. The answer is one ``DunningStep``:
+are retries, each marked by what triggered it (and a scheduled retry by its stage). The answer is one
+``DunningStep``:
 
 1. a payment method added after the latest failure: ``retry`` now;
 2. the latest decline is hard: ``wait_for_payment_method`` until the schedule's end, then ``final_action``;
-3. otherwise the next stage not yet tried whose time is after the latest failure: ``retry`` at its time (never
-   before ``now``); none left: ``final_action``.
+3. otherwise the first stage after the last one tried whose time is after the latest failure (stages that passed
+   while waiting for a payment method are skipped): ``retry`` at its time (never before ``now``); none left:
+   ``final_action``.
 
 ``attempt`` numbers the charge the step asks for (the original charge was attempt 1), for ``charge_key``.
 
@@ -228,10 +230,14 @@ class RetryTrigger(StrEnum):
 
 @dataclass(frozen=True)
 class ChargeFailure:
+    """A failed charge of the invoice. A scheduled retry names its (1-based) ``stage``, as its ``DunningStep`` did:
+    advice may have moved it off the schedule's time, so the time alone does not say which stage it was."""
+
     at: datetime
     decline_code: str | None
     trigger: RetryTrigger = RetryTrigger.SCHEDULED
     advice_code: str | None = None
+    stage: int | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +290,11 @@ def _check_history(failures: Sequence[ChargeFailure]) -> list[ChargeFailure]:
         raise DunningRefused("invalid-history", refused.message) from None
     if any(b < a for a, b in itertools.pairwise(times)):
         raise DunningRefused("invalid-history", "failures are given oldest first")
+    stages = [f.stage for f in history if f.trigger is RetryTrigger.SCHEDULED]
+    if any(s is None or s < 1 for s in stages) or any(b <= a for a, b in itertools.pairwise(stages)) or any(
+            f.stage is not None for f in history if f.trigger is not RetryTrigger.SCHEDULED):
+        raise DunningRefused("invalid-history", "each scheduled retry names its stage, in increasing order; other "
+                                                "charges name none")
     return history
 
 
@@ -319,7 +330,7 @@ def plan_next(policy: DunningPolicy, failures: Sequence[ChargeFailure], now: dat
                                f"once{tone_why}", notification=notification, tone_advice_accepted=tone_ok)
         return _final(policy, now, f"no new payment method by {iso(deadline)} after the hard decline "
                                    f"{_decline(latest)}")
-    tried = sum(1 for f in history if f.trigger is RetryTrigger.SCHEDULED)
+    tried = max((f.stage or 0 for f in history if f.trigger is RetryTrigger.SCHEDULED), default=0)
     stage = next((i for i in range(tried, len(policy.stages))
                   if policy.nominal_retry_at(first.at, i) > latest.at), None)
     if stage is None:

@@ -77,7 +77,7 @@ def test_the_default_schedule_then_the_final_action() -> None:
         step = plan_next(policy, failures, failures[-1].at)
         assert (step.action, step.at, step.stage, step.attempt) == (A.RETRY, at, stage, stage + 1)
         assert step.notification == Notification(template, tone) and step.trigger is R.SCHEDULED
-        failures.append(ChargeFailure(at, "insufficient_funds"))
+        failures.append(ChargeFailure(at, "insufficient_funds", stage=stage))
     step = plan_next(policy, failures, T0 + 7 * DAY)
     assert step.action is A.FINAL_ACTION and step.at == T0 + 7 * DAY
     assert step.final == FinalAction(DunningEnd.UNPAID, True)
@@ -135,6 +135,17 @@ def test_after_an_immediate_retry_fails_softly_the_schedule_goes_on() -> None:
     # A new method after day 7, declined softly: nothing left to schedule.
     late = [initial("expired_card"), ChargeFailure(T0 + 8 * DAY, "insufficient_funds", R.PAYMENT_METHOD_UPDATED)]
     assert plan_next(policy, late, T0 + 8 * DAY).action is A.FINAL_ACTION
+
+
+def test_a_stage_moved_earlier_by_advice_is_not_tried_twice() -> None:
+    # Stage 1 passed while waiting for a card; stage 2 (day 3, 10:00) was advised to 09:00 and failed there: the
+    # next retry is stage 3, although stage 2's own time is still ahead of that failure.
+    policy = DunningPolicy()
+    failures = [initial("expired_card"), ChargeFailure(T0 + 2 * DAY, "insufficient_funds", R.PAYMENT_METHOD_UPDATED)]
+    step = plan_next(policy, failures, T0 + 2 * DAY, advice=RetryAdvice(9))
+    assert (step.stage, step.at) == (2, datetime(2026, 3, 4, 9, 0, tzinfo=UTC))
+    failures.append(ChargeFailure(step.at, "insufficient_funds", stage=step.stage))
+    assert plan_next(policy, failures, step.at).stage == 3
 
 
 def test_an_overdue_retry_happens_now() -> None:
@@ -227,8 +238,12 @@ def test_invalid_policies_are_refused(kwargs: dict) -> None:
 
 def test_invalid_histories_and_advice_are_refused() -> None:
     policy = DunningPolicy()
-    for history in ([], [ChargeFailure(T0, "x")], [initial(), initial()],
-                    [initial(), ChargeFailure(T0 - DAY, "x")], [ChargeFailure(datetime(2026, 1, 1), "x", R.INITIAL)]):
+    for history in ([], [ChargeFailure(T0, "x", stage=1)], [initial(), initial()],
+                    [initial(), ChargeFailure(T0 - DAY, "x", stage=1)],
+                    [ChargeFailure(datetime(2026, 1, 1), "x", R.INITIAL)],
+                    [initial(), ChargeFailure(T0 + DAY, "x")],  # a scheduled retry names its stage
+                    [initial(), ChargeFailure(T0 + DAY, "x", stage=2), ChargeFailure(T0 + 2 * DAY, "x", stage=2)],
+                    [initial(), ChargeFailure(T0 + DAY, "x", R.PAYMENT_METHOD_UPDATED, stage=1)]):
         with pytest.raises(DunningRefused) as refused:
             plan_next(policy, history, T0)
         assert refused.value.code == "invalid-history"
@@ -268,7 +283,7 @@ def run(policy: DunningPolicy, codes: list[str | None], new_methods: list[bool],
         if step.action is A.RETRY:
             now = step.at
             assert step.trigger is not None
-            failures.append(ChargeFailure(step.at, codes[n % len(codes)], step.trigger))
+            failures.append(ChargeFailure(step.at, codes[n % len(codes)], step.trigger, stage=step.stage))
 
 
 @given(SCHEDULES, st.lists(CODES, min_size=1, max_size=10), st.lists(st.booleans(), min_size=1, max_size=4),
