@@ -54,7 +54,7 @@ Refusals (``DunningRefused.code``): ``invalid-policy``, ``invalid-history``, ``i
 Public API
 ----------
 ``HARD_DECLINE_CODES``, ``SOFT_DECLINE_CODES``, ``HARD_ADVICE_CODES``, ``is_hard_decline``, ``DunningEnd``,
-``Notification``, ``DunningStage``, ``FinalAction``, ``DunningPolicy`` (``default_stages``, ``deadline``,
+``Notification``, ``DunningStage``, ``FinalAction``, ``default_stages()``, ``DunningPolicy`` (``deadline``,
 ``nominal_retry_at``), ``RetryTrigger``, ``ChargeFailure``, ``RetryAdvice``, ``DunningAction``, ``DunningStep``,
 ``plan_next``, ``DunningRefused``.
 """
@@ -208,10 +208,13 @@ class DunningPolicy:
         start, end = self.advice_hours
         if not 0 <= start < end <= 24:
             raise DunningRefused("invalid-policy", "advice_hours is [start, end) with 0 <= start < end <= 24")
-        object.__setattr__(self, "final_action",
-                           FinalAction(DunningEnd(self.final_action.subscription),
-                                       self.final_action.mark_invoice_uncollectible,
-                                       self.final_action.notification))
+        try:
+            end = DunningEnd(self.final_action.subscription)
+        except ValueError:
+            raise DunningRefused("invalid-policy", "the final action makes the subscription unpaid or canceled") \
+                from None
+        object.__setattr__(self, "final_action", FinalAction(end, self.final_action.mark_invoice_uncollectible,
+                                                             self.final_action.notification))
 
     def nominal_retry_at(self, first_failure: datetime, stage: int) -> datetime:
         """When stage ``stage`` (0-based) retries, by the schedule alone."""
@@ -314,6 +317,8 @@ def plan_next(policy: DunningPolicy, failures: Sequence[ChargeFailure], now: dat
     except BillingCycleRefused as refused:
         raise DunningRefused("invalid-history", refused.message) from None
     first, latest = history[0], history[-1]
+    if now < latest.at:
+        raise DunningRefused("invalid-history", "the next step is planned after the latest failure")
     attempt = len(history) + 1
     deadline = policy.deadline(first.at)
     if updated is not None and updated > latest.at:

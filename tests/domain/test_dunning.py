@@ -247,6 +247,12 @@ def test_invalid_histories_and_advice_are_refused() -> None:
         with pytest.raises(DunningRefused) as refused:
             plan_next(policy, history, T0)
         assert refused.value.code == "invalid-history"
+    with pytest.raises(DunningRefused) as refused:
+        plan_next(policy, [initial()], T0 - DAY)
+    assert refused.value.code == "invalid-history"
+    with pytest.raises(DunningRefused) as refused:
+        DunningPolicy(final_action=FinalAction("deleted", True))  # type: ignore[arg-type]
+    assert refused.value.code == "invalid-policy"
     for hour in (24, -1, True):
         with pytest.raises(DunningRefused) as refused:
             RetryAdvice(hour_of_day=hour)  # type: ignore[arg-type]
