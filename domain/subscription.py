@@ -329,8 +329,9 @@ class Subscription:
                trial_end_behavior: TrialEndBehavior | str = TrialEndBehavior.PAUSE,
                prorate_first_period: bool = True) -> Step:
         """A new subscription: ``trialing`` until ``trial_end``, else ``incomplete`` with its first invoice's lines
-        (a partial first period up to a later ``cycle`` anchor is prorated, or free if ``prorate_first_period`` is
-        false; a first invoice of nothing is paid at once by the invoice, then ``first_invoice_paid`` applies).
+        (a partial first period up to a later ``cycle`` anchor is prorated, or billed 0.00 if
+        ``prorate_first_period`` is false: an invoice of nothing is paid as it is finalized, then
+        ``first_invoice_paid`` applies). A trial starts with nothing to invoice.
         The billing cycle defaults to the anniversary of the first paid instant (the trial's end, or the start).
         ``item.price`` must be offered: check it with ``Catalogue.require_offered``."""
         for value, what in ((subscription_id, "subscription_id"), (tenant_id, "tenant_id"),
@@ -647,9 +648,13 @@ class Subscription:
                                                       f"{iso(self.current_period.start)}")
 
     def _first_lines(self, first: Period) -> tuple[BillingLine, ...]:
+        line = period_line(self.item, first)
         if first.is_partial and not self.prorate_first_period:
-            return ()  # the time up to the anchor is free
-        return (period_line(self.item, first),)
+            # The time up to the anchor is free, and still shown: an invoice needs a line, and one of nothing is
+            # paid as soon as it is finalized.
+            line = replace(line, amount=Money.zero(self.currency),
+                           description=line.description.replace(", prorated)", ", free until the billing date)"))
+        return (line,)
 
     def _step(self, event: EventType, at: datetime, changes: dict[str, Any], data: dict[str, Any], *,
               lines: tuple[BillingLine, ...] = (), invoice_now: bool = False, collect: Collection | None = None,

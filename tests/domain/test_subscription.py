@@ -18,6 +18,7 @@ from domain.billing_cycle import BillingCycle, Period
 from domain.billing_line import Item, LineKind
 from domain.catalogue import Catalogue, Product, make_price
 from domain.dunning import ChargeFailure, DunningAction, DunningEnd, DunningPolicy, RetryTrigger, plan_next
+from domain.invoice import Invoice, InvoiceStatus, make_line
 from domain.money import Money
 from domain.proration import ChangePolicy
 from domain.refusal import Refused
@@ -236,10 +237,28 @@ def test_a_calendar_anchor_makes_the_first_invoice_a_prorated_partial_period() -
     # 14 hours of January's 31 days: 20 x 50,400 / 2,678,400 = 0.376... -> 0.38
     assert line.kind is LineKind.PARTIAL_PERIOD and line.amount == Money.parse("0.38", "EUR") and line.proration
     free = create(cycle=cycle, prorate_first_period=False)
-    assert free.lines == () and free.invoice_now  # an invoice of nothing, paid at once
+    (zero,) = free.lines  # an invoice of nothing, paid as it is finalized
+    assert zero.amount == Money.parse("0", "EUR") and zero.kind is LineKind.PARTIAL_PERIOD and free.invoice_now
+    assert zero.description == "1 x basic (2026-01-31 to 2026-02-01, free until the billing date)"
     renewed = free.subscription.first_invoice_paid(T0).subscription.renew(at(2026, 2, 1))
     assert renewed.subscription.current_period == Period(at(2026, 2, 1), at(2026, 3, 1))
     assert renewed.lines[0].amount == Money.parse("20.00", "EUR")
+
+
+def test_billing_lines_become_invoice_lines() -> None:
+    # A charge line is an invoice line of quantity 1 at its amount, over the dates of its period.
+    def invoice_of(step: Step) -> Invoice:
+        invoice = Invoice("in_1", "ten_1", "cus_1", "EUR")
+        for n, line in enumerate(step.lines):
+            invoice = invoice.add_line(make_line(f"li_{n}", line.description, "1", line.amount.to_decimal_string(),
+                                                 "EUR", period_start=line.period_start.date(),
+                                                 period_end=line.period_end.date()))
+        return invoice.finalize("INV-1", {}, T0.date())
+
+    first = invoice_of(create(cycle=BillingCycle.calendar(T0, "month")))
+    assert first.status is InvoiceStatus.OPEN and first.total == Money.parse("0.38", "EUR")
+    free = invoice_of(create(cycle=BillingCycle.calendar(T0, "month"), prorate_first_period=False))
+    assert free.status is InvoiceStatus.PAID and free.total.is_zero()
 
 
 @pytest.mark.parametrize("kwargs, code", [
