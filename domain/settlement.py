@@ -347,18 +347,17 @@ def reconcile(records: Iterable[InternalRecord], lines: Iterable[SettlementLine]
         rate = _implied_rate(its_lines, facing) if facing != currency else None
         expected = _expected_gross(group, currency, rate)
         before = len(found)
-        if expected is None:  # a conversion without customer-facing amounts and nothing booked as settled
-            found.append(Discrepancy(DiscrepancyKind.AMOUNT, label, tuple(group), tuple(its_lines), None,
-                                     actual_gross, abs(actual_gross), "the provider's rate cannot be told"))
-        elif expected != actual_gross:
+        if expected is not None and expected != actual_gross:
             found.append(Discrepancy(DiscrepancyKind.AMOUNT, label, tuple(group), tuple(its_lines), expected,
                                      actual_gross, abs(expected - actual_gross), "gross differs"))
         elif facing != currency:
+            # Also what is left to compare when the provider's rate cannot be inferred (a conversion that rounded
+            # to nothing, with nothing booked as settled): the amounts the customer saw.
             booked = _sum((r.amount for r in group), facing)
             shown = _sum((abs(line.customer_facing_amount) for line in its_lines if line.customer_facing_amount),
                          facing)
-            if booked != shown and rate is not None:
-                difference = convert(abs(booked - shown), rate).target
+            if booked != shown:
+                difference = convert(abs(booked - shown), rate).target if rate is not None else abs(actual_gross)
                 found.append(Discrepancy(DiscrepancyKind.AMOUNT, label, tuple(group), tuple(its_lines), booked,
                                          shown, difference,
                                          f"customer-facing amount differs ({booked} booked, {shown} at the provider)"))

@@ -24,7 +24,7 @@ from domain.settlement import (
     SettlementWindow,
     reconcile,
 )
-from tests.settlement_week import ACTIVITIES, START, WINDOW, Week, build, fixed_week, with_line
+from tests.settlement_week import ACTIVITIES, START, WINDOW, Activity, Week, build, fixed_week, with_line
 
 K = DiscrepancyKind
 
@@ -55,6 +55,16 @@ def test_any_clean_week_reconciles_to_zero_variance(activities: list) -> None:
     assert result.variance_ratio == 0 and not result.exceeds()
     assert sum(len(records) for records, _ in result.matched) == len(week.records)
     assert sum(len(lines) for _, lines in result.matched) == len(week.lines)
+
+
+def test_a_conversion_that_rounds_to_nothing_still_reconciles_on_what_the_customer_saw() -> None:
+    week = build([Activity("charge", "INR", 100_000, 0, False), Activity("refund", "INR", 1, 1, False)])
+    refund = next(line for line in week.lines if line.reporting_category == "refund")
+    assert refund.gross.is_zero() and refund.customer_facing_amount == Money.parse("-0.02", "INR")
+    assert run(week).discrepancies == ()
+    booked_more = [replace(r, amount=r.amount + Money.parse("0.01", "INR")) if r.kind is RecordKind.REFUND else r
+                   for r in week.records]
+    only(run(Week(booked_more, week.lines)), K.AMOUNT)
 
 
 def only(result: Reconciliation, kind: DiscrepancyKind) -> None:
