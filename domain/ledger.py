@@ -16,6 +16,13 @@ Accounts, per tenant and currency:
     fees                      expense     provider fees
     customer_credit:<customer> liability  credit a customer holds against future invoices
     bad_debt                  expense     invoices written off as uncollectible
+    seller_payable:<account>  liability   what the platform owes a connected account (its available balance)
+    platform_fees             revenue     application fees the platform keeps from split charges
+    payouts_in_transit:<account> liability a connected account's funds committed to a payout not yet paid
+    fx_clearing               asset       one leg per currency of each conversion (domain/fx.py): per currency the
+                                          conversion balances, across currencies the pair nets to zero at the
+                                          quoted rate
+    fx_gain_loss              expense     what a conversion settled at versus the quoted rate (a credit is a gain)
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ class AccountCode(StrEnum):
     FEES = "fees"
     CUSTOMER_CREDIT = "customer_credit"
     BAD_DEBT = "bad_debt"
+    SELLER_PAYABLE = "seller_payable"
+    PLATFORM_FEES = "platform_fees"
+    PAYOUTS_IN_TRANSIT = "payouts_in_transit"
+    FX_CLEARING = "fx_clearing"
+    FX_GAIN_LOSS = "fx_gain_loss"
 
 
 ACCOUNT_TYPES: dict[AccountCode, AccountType] = {
@@ -59,10 +71,16 @@ ACCOUNT_TYPES: dict[AccountCode, AccountType] = {
     AccountCode.FEES: AccountType.EXPENSE,
     AccountCode.CUSTOMER_CREDIT: AccountType.LIABILITY,
     AccountCode.BAD_DEBT: AccountType.EXPENSE,
+    AccountCode.SELLER_PAYABLE: AccountType.LIABILITY,
+    AccountCode.PLATFORM_FEES: AccountType.REVENUE,
+    AccountCode.PAYOUTS_IN_TRANSIT: AccountType.LIABILITY,
+    AccountCode.FX_CLEARING: AccountType.ASSET,
+    AccountCode.FX_GAIN_LOSS: AccountType.EXPENSE,
 }
-# Accounts kept apart per customer, provider or jurisdiction: the subject is part of the account's name.
+# Accounts kept apart per customer, provider, jurisdiction or connected account: the subject is part of the
+# account's name.
 PER_SUBJECT = frozenset({AccountCode.RECEIVABLE, AccountCode.CASH, AccountCode.TAX_PAYABLE,
-                         AccountCode.CUSTOMER_CREDIT})
+                         AccountCode.CUSTOMER_CREDIT, AccountCode.SELLER_PAYABLE, AccountCode.PAYOUTS_IN_TRANSIT})
 OUT_OF_BAND = "out_of_band"
 
 
