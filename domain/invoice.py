@@ -32,6 +32,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 
 from domain.money import Money, RoundingMode, get_currency
+from domain.refusal import Refused
 
 
 class InvoiceStatus(StrEnum):
@@ -64,12 +65,8 @@ MAX_UNIT_DECIMALS = 12  # Stripe's unit_amount_decimal carries up to 12 decimal 
 MAX_LINE_MICROS = 10**12 * 1_000_000
 
 
-class InvoiceRefused(Exception):
-    """A rule refused the change; `code` says which (stable, e.g. `invoice-not-draft`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class InvoiceRefused(Refused):
+    """A rule refused the change; `code` says which (stable, e.g. `invoice-action-not-allowed`)."""
 
 
 def allowed_actions(status: InvoiceStatus) -> list[str]:

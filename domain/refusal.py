@@ -1,4 +1,4 @@
-"""A rule refused a request: the common shape of refusals in the subscription domain.
+"""A rule refused a request: the common shape of refusals in the domain (invoices, subscriptions, …).
 
 Every refusal carries a stable, kebab-case ``code`` (part of the API contract: clients branch on it, so it never
 changes once published) and a human ``message`` (free to improve). The API maps any ``Refused`` to a

@@ -16,7 +16,9 @@ def _last_check(column: str) -> set[str]:
     found: list[str] = []
     for path in sorted(MIGRATIONS.glob("*.sql")):
         up = path.read_text().split("-- migrate:down")[0]
-        found += re.findall(rf"CHECK \({column} IN \(([^)]*)\)\)", up)
+        for statement in up.split(";"):  # only what defines the ledger accounts' table
+            if "ledger_accounts" in statement:
+                found += re.findall(rf"CHECK \({column} IN \(([^)]*)\)\)", statement)
     return set(re.findall(r"'([a-z_]+)'", found[-1]))
 
 
