@@ -14,15 +14,18 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
+from activities.dunning_start import DunningStarter
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
 from activities.payments import PaymentActivities
 from activities.providers import build_provider
 from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
+from activities.renewals import RenewalActivities
 from activities.risk_report import RiskReportActivities
 from activities.storage import build_object_store
 from activities.tax import build_tax_provider
+from contracts.invoices import CollectionTimings
 from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
@@ -34,12 +37,27 @@ from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.renewals import RenewalRunWorkflow
 from workflows.risk_report import RiskBiasReportWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
-             InvoiceWorkflow]
+             InvoiceWorkflow, RenewalRunWorkflow]
+
+
+def collection_timings(settings: Settings) -> CollectionTimings:
+    """What the payments a worker starts itself (renewals' 3-D Secure, dunning) run with."""
+    return CollectionTimings(
+        webhook_wait_seconds=settings.webhook_wait_seconds,
+        poll_max_interval_seconds=settings.poll_max_interval_seconds,
+        three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
+        settlement_timeout_seconds=settings.settlement_timeout_seconds,
+        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
+        provider_max_attempts=settings.provider_max_attempts,
+        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
+        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
+        dead_letter_hold_seconds=settings.dead_letter_hold_seconds)
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -61,15 +79,20 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             stack.push_async_callback(provider.aclose)
         scorer = BuiltinScorer(FraudPolicy(require_3ds_at=settings.fraud_require_3ds_at,
                                            review_at=settings.fraud_review_at))
-        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer)
+        timings = collection_timings(settings)
+        dunning = DunningStarter(pool, settings.task_queue, timings)
+        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, dunning=dunning)
         refunds = RefundActivities(pool, provider)
         reconcile = ReconcileActivities(pool, provider)
         reports = RiskReportActivities(pool)
         disputes = DisputeActivities(pool, provider)
-        notifications = NotificationActivities(build_notifier(settings, pool))
+        notifier = build_notifier(settings, pool)
+        notifications = NotificationActivities(notifier)
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
         invoices = InvoiceActivities(pool, tax, build_object_store(settings))
+        renewals = RenewalActivities(pool, provider, tax, notifier, task_queue=settings.task_queue, timings=timings,
+                                     dunning=dunning)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -85,7 +108,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         disputes.accept_dispute, disputes.get_dispute, notifications.send_notification,
                         invoices.finalize_invoice, invoices.commit_tax, invoices.store_invoice_pdf,
                         invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
-                        invoices.apply_invoice_action, invoices.reverse_tax],
+                        invoices.apply_invoice_action, invoices.reverse_tax,
+                        renewals.plan_batches, renewals.due_summary, renewals.invoice_batch, renewals.charge_batch,
+                        renewals.sweep],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import (
     audit,
+    catalogue,
     dead_letters,
     disputes,
     docs,
@@ -26,6 +27,7 @@ from api import (
     refunds,
     sandbox,
     schemas,
+    subscriptions,
     tax,
     webhooks,
 )
@@ -98,7 +100,7 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
     for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices, tax,
-                   webhooks):
+                   catalogue, subscriptions, webhooks):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)

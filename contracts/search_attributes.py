@@ -17,11 +17,12 @@ REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
 DISPUTE_ID = SearchAttributeKey.for_keyword("DisputeId")
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 INVOICE_STATUS = SearchAttributeKey.for_keyword("InvoiceStatus")  # draft | open | paid | void | uncollectible
+SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("SubscriptionId")
 FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
 FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
 
 ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, DISPUTE_ID, FRAUD_SCORE,
-       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS)
+       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS, SUBSCRIPTION_ID)
 
 
 def cli_flags() -> list[str]:

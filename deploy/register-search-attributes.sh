@@ -3,7 +3,8 @@
 # Usage: TEMPORAL_ADDRESS=host:7233 ./register-search-attributes.sh [namespace]
 set -euo pipefail
 ns="${1:-default}"
-for name in TenantId CustomerId PaymentId PaymentStatus Currency RefundId DisputeId FraudAction; do
+for name in TenantId CustomerId PaymentId PaymentStatus Currency RefundId DisputeId FraudAction InvoiceId InvoiceStatus \
+    SubscriptionId; do
   temporal operator search-attribute create --namespace "$ns" --name "$name" --type Keyword \
     --address "${TEMPORAL_ADDRESS:-localhost:7233}" || echo "($name may already exist)"
 done
