@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -17,7 +22,9 @@ REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
 DISPUTE_ID = SearchAttributeKey.for_keyword("DisputeId")
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 INVOICE_STATUS = SearchAttributeKey.for_keyword("InvoiceStatus")  # draft | open | paid | void | uncollectible
-SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("SubscriptionId")
+# A keyword list, not a keyword: the dev server's SQLite visibility store holds at most ten Keyword attributes,
+# and `SubscriptionId = 'sub_1'` matches a list holding it just the same.
+SUBSCRIPTION_ID = SearchAttributeKey.for_keyword_list("SubscriptionId")
 FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
 FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
 
@@ -42,4 +49,11 @@ def cli_type(key: SearchAttributeKey) -> str:
 
 def at_start(*pairs: tuple[SearchAttributeKey, str]) -> TypedSearchAttributes:
     """Attributes known when a workflow starts go with the start request: no upsert, one visibility write fewer."""
-    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in pairs])
+    return TypedSearchAttributes([pair(key, value) for key, value in pairs])
+
+
+def pair(key: SearchAttributeKey, value: str | int) -> SearchAttributePair:
+    """One attribute's value; a keyword list gets the one-element list its type wants."""
+    if key.indexed_value_type is SearchAttributeIndexedValueType.KEYWORD_LIST:
+        return SearchAttributePair(key, [value])
+    return SearchAttributePair(key, value)

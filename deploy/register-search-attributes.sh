@@ -3,10 +3,12 @@
 # Usage: TEMPORAL_ADDRESS=host:7233 ./register-search-attributes.sh [namespace]
 set -euo pipefail
 ns="${1:-default}"
-for name in TenantId CustomerId PaymentId PaymentStatus Currency RefundId DisputeId FraudAction InvoiceId InvoiceStatus \
-    SubscriptionId; do
+for name in TenantId CustomerId PaymentId PaymentStatus Currency RefundId DisputeId FraudAction InvoiceId InvoiceStatus; do
   temporal operator search-attribute create --namespace "$ns" --name "$name" --type Keyword \
     --address "${TEMPORAL_ADDRESS:-localhost:7233}" || echo "($name may already exist)"
 done
+# A keyword list: see contracts/search_attributes.py.
+temporal operator search-attribute create --namespace "$ns" --name SubscriptionId --type KeywordList \
+  --address "${TEMPORAL_ADDRESS:-localhost:7233}" || echo "(SubscriptionId may already exist)"
 temporal operator search-attribute create --namespace "$ns" --name FraudScore --type Int \
   --address "${TEMPORAL_ADDRESS:-localhost:7233}" || echo "(FraudScore may already exist)"

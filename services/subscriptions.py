@@ -51,6 +51,7 @@ from domain.proration import ProrationRefused
 from domain.refusal import Refused
 from domain.subscription import (
     Collection,
+    EventType,
     Step,
     Subscription,
     SubscriptionEvent,
@@ -331,8 +332,9 @@ async def events(ctx: AppContext, who: Principal, subscription_id: str) -> dict[
         if await store.load(conn, subscription_id) is None:
             raise not_found("subscription", subscription_id)
         rows = await store.events(conn, subscription_id)
-    data = [event_json(SubscriptionEvent(r["subscription_id"], r["seq"], r["type"], r["old_status"],
-                                         r["new_status"], r["occurred_at"], r["data"])) for r in rows]
+    data = [event_json(SubscriptionEvent(
+        r["subscription_id"], r["seq"], EventType(r["type"]), S(r["old_status"]) if r["old_status"] else None,
+        S(r["new_status"]), r["occurred_at"], r["data"])) for r in rows]
     return {"object": "list", "data": data, "has_more": False}
 
 

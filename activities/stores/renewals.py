@@ -255,9 +255,9 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
     written = [p for p in out if p.collect is not Collection.KEEP_AS_DRAFT]
     await conn.execute(
         """UPDATE paysaga.invoices i SET status = r.status, number = r.number, due_date = r.due_date,
-               finalized_at = $2, customer_snapshot = r.customer_snapshot, seller_snapshot = r.seller_snapshot,
+               finalized_at = $2::timestamptz, customer_snapshot = r.customer_snapshot, seller_snapshot = r.seller_snapshot,
                tax_quote = r.tax_quote, locale = r.locale, credit_applied_micros = r.credit_applied_micros,
-               paid_at = CASE WHEN r.status = 'paid' THEN $2 END, event_seq = 2, updated_at = $2
+               paid_at = CASE WHEN r.status = 'paid' THEN $2::timestamptz END, event_seq = 2, updated_at = $2::timestamptz
              FROM jsonb_to_recordset($1::text::jsonb) AS r(invoice_id text, status text, number text, due_date date,
                   customer_snapshot jsonb, seller_snapshot jsonb, tax_quote jsonb, locale text,
                   credit_applied_micros bigint)
@@ -271,9 +271,9 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
     written_off = [p for p in written if len(_status_after(p)) > 1]
     if written_off:
         await conn.execute(
-            """UPDATE paysaga.invoices i SET status = r.status, event_seq = 3, updated_at = $2,
-                   uncollectible_at = CASE WHEN r.status = 'uncollectible' THEN $2 END,
-                   voided_at = CASE WHEN r.status = 'void' THEN $2 END,
+            """UPDATE paysaga.invoices i SET status = r.status, event_seq = 3, updated_at = $2::timestamptz,
+                   uncollectible_at = CASE WHEN r.status = 'uncollectible' THEN $2::timestamptz END,
+                   voided_at = CASE WHEN r.status = 'void' THEN $2::timestamptz END,
                    void_reason = CASE WHEN r.status = 'void' THEN 'collection paused (void)' END
                  FROM jsonb_to_recordset($1::text::jsonb) AS r(invoice_id text, status text)
                 WHERE i.invoice_id = r.invoice_id AND i.status = 'open'""",
