@@ -255,9 +255,11 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
     written = [p for p in out if p.collect is not Collection.KEEP_AS_DRAFT]
     await conn.execute(
         """UPDATE paysaga.invoices i SET status = r.status, number = r.number, due_date = r.due_date,
-               finalized_at = $2::timestamptz, customer_snapshot = r.customer_snapshot, seller_snapshot = r.seller_snapshot,
-               tax_quote = r.tax_quote, locale = r.locale, credit_applied_micros = r.credit_applied_micros,
-               paid_at = CASE WHEN r.status = 'paid' THEN $2::timestamptz END, event_seq = 2, updated_at = $2::timestamptz
+               finalized_at = $2::timestamptz, customer_snapshot = r.customer_snapshot,
+               seller_snapshot = r.seller_snapshot, tax_quote = r.tax_quote, locale = r.locale,
+               credit_applied_micros = r.credit_applied_micros,
+               paid_at = CASE WHEN r.status = 'paid' THEN $2::timestamptz END, event_seq = 2,
+               updated_at = $2::timestamptz
              FROM jsonb_to_recordset($1::text::jsonb) AS r(invoice_id text, status text, number text, due_date date,
                   customer_snapshot jsonb, seller_snapshot jsonb, tax_quote jsonb, locale text,
                   credit_applied_micros bigint)

@@ -124,3 +124,164 @@ async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack:
         assert events == ["subscription.created", "subscription.first_invoice_paid", "subscription.renewed",
                           "subscription.renewal_paid"]
         await trial_balance_is_zero(http)
+
+
+async def test_trials_with_and_without_a_payment_method(stack: Stack) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "10.00", scheme="flat")
+        paying = await customer(http, {"country": "DE"})
+        trial = await subscribe(http, paying, p["id"], trial_period_days=14)
+        assert trial["status"] == "trialing" and trial["trial_end"] == trial["current_period_end"]
+        without = await customer(http, {"country": "DE"}, token=None)
+        unpaid_trial = await subscribe(http, without, p["id"], trial_period_days=14)
+        assert unpaid_trial["status"] == "trialing" and unpaid_trial["default_payment_method_id"] is None
+
+        # Three days before: the "trial will end" notice, once.
+        noticed = await renew(stack, instant(trial["trial_end"]) - timedelta(days=2))
+        assert noticed.trial_notices == 2 and noticed.trials_converted == 0
+        assert (await renew(stack, instant(trial["trial_end"]) - timedelta(days=1))).trial_notices == 0
+
+        progress = await renew(stack, instant(trial["trial_end"]) + timedelta(seconds=1))
+        assert progress.trials_converted >= 1 and progress.trials_paused >= 1
+        converted = await wait_subscription(http, trial["id"], "active")
+        first = await wait_invoice(http, converted["latest_invoice_id"], lambda b: b["status"] == "paid")
+        assert first["total"] == "11.90" and first["period_start"] == trial["trial_end"][:10]
+        paused = await wait_subscription(http, unpaid_trial["id"], "paused")
+        assert "resume" in paused["actions"]
+
+        # A payment method later: resumed, a first invoice paid, active again.
+        r = await http.post(f"/v1/customers/{without}/payment_methods", json={"token": "pm_card_de"})
+        assert r.status_code == 201, r.text
+        r = await http.post(f"/v1/customers/{without}", json={"default_payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        r = await http.post(f"/v1/subscriptions/{unpaid_trial['id']}/resume")
+        assert r.status_code == 200, r.text
+        resumed = await wait_subscription(http, unpaid_trial["id"], "active")
+        await wait_invoice(http, resumed["latest_invoice_id"], lambda b: b["status"] == "paid")
+        await trial_balance_is_zero(http)
+
+
+async def test_cancel_at_period_end_undo_then_cancel_now_and_list_filters(stack: Stack) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "5.00")
+        other = await price(http, "7.00")
+        cid = await customer(http, {"country": "DE"})
+        subs = [await subscribe(http, cid, p["id"]) for _ in range(3)]
+        odd = await subscribe(http, cid, other["id"])
+        for s in [*subs, odd]:
+            await wait_subscription(http, s["id"], "active")
+        first = subs[0]["id"]
+        r = await http.post(f"/v1/subscriptions/{first}/cancel", json={"at_period_end": True})
+        assert r.status_code == 200 and r.json()["cancel_at_period_end"] and "undo_cancel" in r.json()["actions"]
+        r = await http.post(f"/v1/subscriptions/{first}/undo_cancel")
+        assert r.status_code == 200 and not r.json()["cancel_at_period_end"]
+        again = await http.post(f"/v1/subscriptions/{first}/undo_cancel")
+        assert again.status_code == 409 and again.headers["content-type"].startswith("application/problem+json")
+        r = await http.post(f"/v1/subscriptions/{first}/cancel", json={})
+        assert r.status_code == 200 and r.json()["status"] == "canceled" and r.json()["ended_at"]
+        r = await http.post(f"/v1/subscriptions/{first}/cancel", json={})
+        assert r.status_code == 409
+
+        ended = await http.post(f"/v1/subscriptions/{subs[1]['id']}/cancel", json={"at_period_end": True})
+        at_end = instant(ended.json()["current_period_end"]) + timedelta(seconds=1)
+        progress = await renew(stack, at_end)
+        assert progress.ended >= 1
+        assert (await http.get(f"/v1/subscriptions/{subs[1]['id']}")).json()["status"] == "canceled"
+
+        listed = (await http.get("/v1/subscriptions", params={"customer_id": cid, "limit": 2})).json()
+        assert len(listed["data"]) == 2 and listed["has_more"]
+        rest = (await http.get("/v1/subscriptions", params={"customer_id": cid, "limit": 2,
+                                                            "starting_after": listed["next_cursor"]})).json()
+        ids = [x["id"] for x in listed["data"] + rest["data"]]
+        assert sorted(ids) == sorted(s["id"] for s in [*subs, odd]) and len(set(ids)) == 4
+        canceled = (await http.get("/v1/subscriptions", params={"status": "canceled"})).json()["data"]
+        assert {x["id"] for x in canceled} == {first, subs[1]["id"]}
+        by_price = (await http.get("/v1/subscriptions", params={"price_id": other["id"]})).json()["data"]
+        assert [x["id"] for x in by_price] == [odd["id"]]
+        missing = await http.get("/v1/subscriptions/sub_nope")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+        await trial_balance_is_zero(http)
+
+
+async def test_pause_collection_keep_as_draft_then_resume(stack: Stack) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "12.00")
+        cid = await customer(http, {"country": "DE"})
+        sub = await subscribe(http, cid, p["id"])
+        active = await wait_subscription(http, sub["id"], "active")
+        r = await http.post(f"/v1/subscriptions/{sub['id']}/pause_collection", json={"behavior": "keep_as_draft"})
+        assert r.status_code == 200 and r.json()["pause_collection"]["behavior"] == "keep_as_draft", r.text
+        progress = await renew(stack, instant(active["current_period_end"]) + timedelta(seconds=1))
+        assert progress.renewed >= 1 and progress.charged == 0
+        renewed = (await http.get(f"/v1/subscriptions/{sub['id']}")).json()
+        assert renewed["current_period_start"] == active["current_period_end"]
+        kept = (await http.get(f"/v1/invoices/{renewed['latest_invoice_id']}")).json()
+        assert kept["status"] == "draft"
+        r = await http.post(f"/v1/subscriptions/{sub['id']}/resume_collection")
+        assert r.status_code == 200 and r.json()["pause_collection"] is None, r.text
+        await trial_balance_is_zero(http)
+
+
+@pytest.mark.parametrize("behavior", ["always_invoice", "create_prorations", "none"])
+async def test_quantity_change_with_each_proration_behavior(stack: Stack, behavior: str) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "30.00")
+        cid = await customer(http, {"country": "DE"})
+        sub = await subscribe(http, cid, p["id"])
+        active = await wait_subscription(http, sub["id"], "active")
+        before = (await http.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice")).json()
+        start, end = instant(active["current_period_start"]), instant(active["current_period_end"])
+        midway = start + (end - start) / 2
+        r = await http.post(f"/v1/subscriptions/{sub['id']}/change", json={
+            "quantity": 2, "proration_behavior": behavior, "timing": "now",
+            "proration_date": midway.isoformat().replace("+00:00", "Z")})
+        assert r.status_code == 200, r.text
+        changed = r.json()
+        assert changed["quantity"] == 2
+        preview = (await http.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice")).json()
+        if behavior == "always_invoice":
+            assert changed["latest_invoice_id"] != active["latest_invoice_id"]
+            now_invoice = await wait_invoice(http, changed["latest_invoice_id"], lambda b: b["status"] == "paid")
+            assert all(line["amount"] != "0.00" for line in now_invoice["lines"])
+        elif behavior == "create_prorations":
+            assert changed["latest_invoice_id"] == active["latest_invoice_id"]
+            assert len(preview["lines"]) > len(before["lines"])  # the remaining time's charge waits for it
+        else:
+            assert changed["latest_invoice_id"] == active["latest_invoice_id"]
+            assert len(preview["lines"]) == len(before["lines"])
+        # The next renewal issues exactly what was previewed.
+        await renew(stack, end + timedelta(seconds=1))
+        renewed = await wait_subscription(http, sub["id"], "active")
+        issued = await wait_invoice(http, renewed["latest_invoice_id"], lambda b: b["status"] == "paid")
+        assert issued["id"] == preview["id"]
+        for field in ("subtotal", "tax", "total", "credit_applied", "amount_due"):
+            assert issued[field] == preview[field], field
+        await trial_balance_is_zero(http)
+
+
+async def test_a_declined_renewal_is_past_due_and_handed_to_dunning(stack: Stack) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "9.00")
+        cid = await customer(http, {"country": "DE"})
+        sub = await subscribe(http, cid, p["id"])
+        active = await wait_subscription(http, sub["id"], "active")
+        r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_chargeDeclined"})
+        assert r.status_code == 201, r.text
+        r = await http.post(f"/v1/subscriptions/{sub['id']}/payment_method", json={"payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        progress = await renew(stack, instant(active["current_period_end"]) + timedelta(seconds=1))
+        assert progress.failed >= 1 and progress.handed_to_dunning >= 1
+        past_due = await wait_subscription(http, sub["id"], "past_due")
+        invoice = (await http.get(f"/v1/invoices/{past_due['latest_invoice_id']}")).json()
+        assert invoice["status"] == "open"
+        await trial_balance_is_zero(http)
