@@ -147,76 +147,92 @@ class RenewalActivities:
         at = req.at.astimezone(UTC).replace(microsecond=0)
         for tenant_id in req.batch.tenants:
             activity.heartbeat(tenant_id)
-            work, counts = await self._invoice_tenant(tenant_id, req, at)
+            work, counts, has_charges = await self._invoice_tenant(tenant_id, req, at)
             for name, n in counts.items():
                 setattr(result, name, getattr(result, name) + n)
-            if work.charges:
+            if has_charges:
                 result.tenants.append(tenant_id)
             await self._after_invoicing(tenant_id, work)
         return result
 
     async def _invoice_tenant(self, tenant_id: str, req: InvoiceBatchRequest, at: datetime
-                              ) -> tuple[_Work, dict[str, int]]:
+                              ) -> tuple[_Work, dict[str, int], bool]:
         batch = req.batch
         counts: dict[str, int] = {}
         work = _Work()
         correlation = f"renewals/{req.run_id}/{batch.batch_no}"
         async with tenant_tx(self._pool, tenant_id) as conn:
-            after = batch.after  # keys order across tenants; row-level security keeps this tenant's rows only
-            rows = await conn.fetch(
-                """SELECT * FROM paysaga.subscriptions
-                    WHERE next_action_at IS NOT NULL AND next_action_at <= $1
-                      AND ($2::timestamptz IS NULL OR (next_action_at, tenant_id, subscription_id) > ($2, $3::uuid, $4))
-                      AND (next_action_at, tenant_id, subscription_id) <= ($5, $6::uuid, $7)
-                    ORDER BY next_action_at, tenant_id, subscription_id FOR UPDATE""",
-                at, after.at if after else None, after.tenant_id if after else None,
-                after.subscription_id if after else None, batch.last.at, batch.last.tenant_id,
-                batch.last.subscription_id)
-            counts["due"] = len(rows)
-            if not rows:
-                return work, counts
-            loaded = await subs.load_rows(conn, rows)
-            seller = Seller(await tax_store.fetch_profile(conn), await tax_store.list_registrations(conn))
-            customers = await customers_of(conn, [x.subscription.customer_id for x in loaded])
-            pending = await subs.open_pending_lines(conn, [x.subscription.subscription_id for x in loaded])
-            price_ids = {x.subscription.item.price.price_id for x in loaded} | {
-                x.subscription.scheduled_change.price.price_id for x in loaded if x.subscription.scheduled_change}
-            price_ids |= {p["price_id"] for lines in pending.values() for p in lines}
-            tax_codes = await catalogue.tax_codes(conn, price_ids)
-            credits = await customer_credit.available_many(
-                conn, [(x.subscription.customer_id, x.subscription.currency) for x in loaded])
-            methods = await _methods(conn, loaded, customers)
-            for item in loaded:
-                await self._advance(item, at, work, counts, seller=seller, customer=customers[
-                    item.subscription.customer_id], pending=pending.get(item.subscription.subscription_id, []),
-                    tax_codes=tax_codes, credits=credits, methods=methods)
-            await bulk.save_subscriptions(conn, tenant_id, work.changes, ACTOR, correlation)
-            written = await bulk.write_invoices(conn, tenant_id, work.planned, actor=ACTOR,
-                                                correlation_id=correlation, tax_provider=self._tax.name,
-                                                now=datetime.now(UTC))
-            numbers = {p.invoice_id: p.invoice.number for p in written}
-            await subs.mark_pending_billed(conn, [line for p in written for line in p.pending_line_ids],
-                                           [p.invoice_id for p in written for _ in p.pending_line_ids])
-            charges = [replace(c, description=f"Invoice {numbers.get(c.invoice_id) or c.invoice_id}")
-                       for c in work.charges if c.invoice_id in numbers]
-            counts["to_charge"] = await bulk.create_charges(
-                conn, tenant_id, charges, provider=self._provider.name, run_id=req.run_id, batch_no=batch.batch_no,
-                actor=ACTOR)
-            if work.owed_dunning:
-                await conn.execute(
-                    """INSERT INTO paysaga.subscription_dunning (tenant_id, invoice_id, subscription_id, customer_id,
-                           payment_id, period_start, decline_code, failed_at)
-                       SELECT $1, r.invoice_id, r.subscription_id, r.customer_id, NULL, r.period_start,
-                              r.decline_code, r.failed_at
-                         FROM jsonb_to_recordset($2::text::jsonb) AS r(invoice_id text, subscription_id text,
-                              customer_id text, period_start timestamptz, decline_code text, failed_at timestamptz)
-                       ON CONFLICT DO NOTHING""", tenant_id, bulk.dumps(work.owed_dunning))
-            if work.deferred:
-                await conn.execute("UPDATE paysaga.subscriptions SET next_action_at = $2 "
-                                   "WHERE subscription_id = ANY($1::text[])", work.deferred, at + DEFER)
-            counts["invoiced"] = sum(1 for p in written if p.invoice.status is not InvoiceStatus.DRAFT)
-            counts["not_charged"] = len(written) - counts["to_charge"]
-        return work, counts
+            done = await conn.fetchrow(
+                "SELECT counts, has_charges FROM paysaga.renewal_batch_results WHERE run_id = $1 AND batch_no = $2",
+                req.run_id, batch.batch_no)
+            if done is not None:
+                return work, {k: int(v) for k, v in done["counts"].items()}, done["has_charges"]
+            counts = await self._invoice_rows(conn, tenant_id, req, at, work, correlation)
+            await conn.execute(
+                """INSERT INTO paysaga.renewal_batch_results (tenant_id, run_id, batch_no, counts, has_charges)
+                   VALUES ($1, $2, $3, $4::text::jsonb, $5)""",
+                tenant_id, req.run_id, batch.batch_no, bulk.dumps(counts), bool(work.charges))
+        return work, counts, bool(work.charges)
+
+    async def _invoice_rows(self, conn: asyncpg.Connection, tenant_id: str, req: InvoiceBatchRequest, at: datetime,
+                            work: _Work, correlation: str) -> dict[str, int]:
+        batch = req.batch
+        counts: dict[str, int] = {}
+        after = batch.after  # keys order across tenants; row-level security keeps this tenant's rows only
+        rows = await conn.fetch(
+            """SELECT * FROM paysaga.subscriptions
+                WHERE next_action_at IS NOT NULL AND next_action_at <= $1
+                  AND ($2::timestamptz IS NULL OR (next_action_at, tenant_id, subscription_id) > ($2, $3::uuid, $4))
+                  AND (next_action_at, tenant_id, subscription_id) <= ($5, $6::uuid, $7)
+                ORDER BY next_action_at, tenant_id, subscription_id FOR UPDATE""",
+            at, after.at if after else None, after.tenant_id if after else None,
+            after.subscription_id if after else None, batch.last.at, batch.last.tenant_id,
+            batch.last.subscription_id)
+        counts["due"] = len(rows)
+        if not rows:
+            return counts
+        loaded = await subs.load_rows(conn, rows)
+        seller = Seller(await tax_store.fetch_profile(conn), await tax_store.list_registrations(conn))
+        customers = await customers_of(conn, [x.subscription.customer_id for x in loaded])
+        pending = await subs.open_pending_lines(conn, [x.subscription.subscription_id for x in loaded])
+        price_ids = {x.subscription.item.price.price_id for x in loaded} | {
+            x.subscription.scheduled_change.price.price_id for x in loaded if x.subscription.scheduled_change}
+        price_ids |= {p["price_id"] for lines in pending.values() for p in lines}
+        tax_codes = await catalogue.tax_codes(conn, price_ids)
+        credits = await customer_credit.available_many(
+            conn, [(x.subscription.customer_id, x.subscription.currency) for x in loaded])
+        methods = await _methods(conn, loaded, customers)
+        for item in loaded:
+            await self._advance(item, at, work, counts, seller=seller, customer=customers[
+                item.subscription.customer_id], pending=pending.get(item.subscription.subscription_id, []),
+                tax_codes=tax_codes, credits=credits, methods=methods)
+        await bulk.save_subscriptions(conn, tenant_id, work.changes, ACTOR, correlation)
+        written = await bulk.write_invoices(conn, tenant_id, work.planned, actor=ACTOR,
+                                            correlation_id=correlation, tax_provider=self._tax.name,
+                                            now=datetime.now(UTC))
+        numbers = {p.invoice_id: p.invoice.number for p in written}
+        await subs.mark_pending_billed(conn, [line for p in written for line in p.pending_line_ids],
+                                       [p.invoice_id for p in written for _ in p.pending_line_ids])
+        charges = [replace(c, description=f"Invoice {numbers.get(c.invoice_id) or c.invoice_id}")
+                   for c in work.charges if c.invoice_id in numbers]
+        counts["to_charge"] = await bulk.create_charges(
+            conn, tenant_id, charges, provider=self._provider.name, run_id=req.run_id, batch_no=batch.batch_no,
+            actor=ACTOR)
+        if work.owed_dunning:
+            await conn.execute(
+                """INSERT INTO paysaga.subscription_dunning (tenant_id, invoice_id, subscription_id, customer_id,
+                       payment_id, period_start, decline_code, failed_at)
+                   SELECT $1, r.invoice_id, r.subscription_id, r.customer_id, NULL, r.period_start,
+                          r.decline_code, r.failed_at
+                     FROM jsonb_to_recordset($2::text::jsonb) AS r(invoice_id text, subscription_id text,
+                          customer_id text, period_start timestamptz, decline_code text, failed_at timestamptz)
+                   ON CONFLICT DO NOTHING""", tenant_id, bulk.dumps(work.owed_dunning))
+        if work.deferred:
+            await conn.execute("UPDATE paysaga.subscriptions SET next_action_at = $2 "
+                               "WHERE subscription_id = ANY($1::text[])", work.deferred, at + DEFER)
+        counts["invoiced"] = sum(1 for p in written if p.invoice.status is not InvoiceStatus.DRAFT)
+        counts["not_charged"] = len(written) - counts["to_charge"]
+        return counts
 
     async def _advance(self, item: subs.Loaded, at: datetime, work: _Work, counts: dict[str, int], *,
                        seller: Seller, customer: asyncpg.Record, pending: list[asyncpg.Record],
@@ -347,7 +363,31 @@ class RenewalActivities:
         deadline = time.monotonic() + req.settle_wait_seconds
         for tenant_id in req.tenants:
             await self._settle_tenant(tenant_id, req.run_id, req.batch_no, deadline, result)
-        return result
+        return await self._tally(req, result)
+
+    async def _tally(self, req: ChargeBatchRequest, result: ChargeBatchResult) -> ChargeBatchResult:
+        """The batch's outcomes as the database has them: a retried batch (the worker died after some charges were
+        recorded) reports every charge of the batch once, not just those of its last attempt."""
+        out = ChargeBatchResult(batch_no=req.batch_no, waited_seconds=result.waited_seconds,
+                                throttled=result.throttled)
+        for tenant_id in req.tenants:
+            async with tenant_tx(self._pool, tenant_id) as conn:
+                row = await conn.fetchrow(
+                    """SELECT count(*) FILTER (WHERE c.state <> 'created') AS charged,
+                              count(*) FILTER (WHERE p.status = 'completed') AS succeeded,
+                              count(*) FILTER (WHERE p.status IN ('failed', 'canceled')) AS failed,
+                              count(*) FILTER (WHERE c.state = 'handed_over') AS handed_to_customer,
+                              count(*) FILTER (WHERE c.state = 'submitted') AS still_processing,
+                              count(d.invoice_id) AS handed_to_dunning
+                         FROM paysaga.renewal_charges c JOIN paysaga.payments p USING (tenant_id, payment_id)
+                         LEFT JOIN paysaga.subscription_dunning d
+                                ON d.tenant_id = c.tenant_id AND d.invoice_id = c.invoice_id
+                               AND d.payment_id = c.payment_id
+                        WHERE c.run_id = $1 AND c.batch_no = $2""", req.run_id, req.batch_no)
+            for name in ("charged", "succeeded", "failed", "handed_to_customer", "still_processing",
+                         "handed_to_dunning"):
+                setattr(out, name, getattr(out, name) + int(row[name]))
+        return out
 
     async def _charge_tenant(self, tenant_id: str, run_id: str | None, batch_no: int | None, pacing: Pacing,
                              result: ChargeBatchResult) -> None:

@@ -240,6 +240,18 @@ CREATE TABLE paysaga.renewal_charges (
 CREATE INDEX renewal_charges_of_batch ON paysaga.renewal_charges (tenant_id, run_id, batch_no, state);
 CREATE INDEX renewal_charges_open ON paysaga.renewal_charges (run_id, state) WHERE state IN ('created', 'submitted');
 
+-- What each tenant's part of a renewal batch did, written in that part's transaction: a batch retried after its
+-- commit (the worker died before reporting) answers the same counts and still charges what it invoiced.
+CREATE TABLE paysaga.renewal_batch_results (
+  tenant_id   uuid NOT NULL,
+  run_id      text NOT NULL,
+  batch_no    integer NOT NULL,
+  counts      jsonb NOT NULL CHECK (jsonb_typeof(counts) = 'object'),
+  has_charges boolean NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, run_id, batch_no)
+);
+
 -- Provider pacing shared by every worker: a token bucket per provider account. Not a tenant table: the provider
 -- account (and its rate limit) is the platform's.
 CREATE TABLE paysaga.provider_rate_buckets (
@@ -377,11 +389,13 @@ CREATE INDEX invoices_by_subscription ON paysaga.invoices (tenant_id, subscripti
 SELECT paysaga.make_append_only('paysaga.subscription_events');
 SELECT paysaga.make_never_deleted(t::regclass) FROM unnest(ARRAY[
   'paysaga.products', 'paysaga.prices', 'paysaga.subscriptions', 'paysaga.subscription_pending_lines',
-  'paysaga.subscription_credits', 'paysaga.renewal_charges', 'paysaga.subscription_dunning']) AS t;
+  'paysaga.subscription_credits', 'paysaga.renewal_charges', 'paysaga.subscription_dunning',
+  'paysaga.renewal_batch_results']) AS t;
 SELECT paysaga.make_tenant_table(t::regclass) FROM unnest(ARRAY[
   'paysaga.products', 'paysaga.prices', 'paysaga.tenant_billing_policies', 'paysaga.subscriptions',
   'paysaga.subscription_events', 'paysaga.subscription_pending_lines', 'paysaga.subscription_credits',
-  'paysaga.renewal_charges', 'paysaga.subscription_dunning']) AS t;
+  'paysaga.renewal_charges', 'paysaga.subscription_dunning', 'paysaga.renewal_batch_results']) AS t;
+GRANT SELECT, INSERT ON paysaga.renewal_batch_results TO paysaga_app;
 GRANT SELECT, INSERT, UPDATE ON paysaga.products, paysaga.prices, paysaga.tenant_billing_policies,
   paysaga.subscriptions, paysaga.subscription_pending_lines, paysaga.subscription_credits,
   paysaga.renewal_charges, paysaga.subscription_dunning TO paysaga_app;
@@ -396,6 +410,7 @@ DROP FUNCTION paysaga.due_subscription_batches(timestamptz, timestamptz, uuid, t
 DROP FUNCTION paysaga.take_provider_tokens(text, integer, double precision, double precision);
 DROP INDEX paysaga.invoices_by_subscription;
 DROP TABLE paysaga.provider_rate_buckets;
+DROP TABLE paysaga.renewal_batch_results;
 DROP TABLE paysaga.renewal_charges;
 DROP TABLE paysaga.subscription_credits;
 DROP TABLE paysaga.subscription_pending_lines;
