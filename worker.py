@@ -14,6 +14,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
+from activities.dunning import DunningActivities
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
 from activities.payments import PaymentActivities
@@ -30,6 +31,7 @@ from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
 from workflows.dispute import DisputeWorkflow
+from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -39,7 +41,7 @@ from workflows.risk_report import RiskBiasReportWorkflow
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
-             InvoiceWorkflow]
+             InvoiceWorkflow, DunningWorkflow]
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -69,7 +71,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         notifications = NotificationActivities(build_notifier(settings, pool))
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
-        invoices = InvoiceActivities(pool, tax, build_object_store(settings))
+        invoices = InvoiceActivities(pool, tax, build_object_store(settings), client)
+        dunning = DunningActivities(pool)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -85,7 +88,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         disputes.accept_dispute, disputes.get_dispute, notifications.send_notification,
                         invoices.finalize_invoice, invoices.commit_tax, invoices.store_invoice_pdf,
                         invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
-                        invoices.apply_invoice_action, invoices.reverse_tax],
+                        invoices.apply_invoice_action, invoices.reverse_tax, invoices.tell_dunning,
+                        dunning.dunning_setup, dunning.advise_retry, dunning.record_dunning, dunning.finish_dunning],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
