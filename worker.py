@@ -14,6 +14,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
+from activities.dunning import DunningActivities
 from activities.dunning_start import DunningStarter
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
@@ -33,6 +34,7 @@ from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
 from workflows.dispute import DisputeWorkflow
+from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -43,7 +45,7 @@ from workflows.risk_report import RiskBiasReportWorkflow
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
-             InvoiceWorkflow, RenewalRunWorkflow]
+             InvoiceWorkflow, DunningWorkflow, RenewalRunWorkflow]
 
 
 def collection_timings(settings: Settings) -> CollectionTimings:
@@ -80,8 +82,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         scorer = BuiltinScorer(FraudPolicy(require_3ds_at=settings.fraud_require_3ds_at,
                                            review_at=settings.fraud_review_at))
         timings = collection_timings(settings)
-        dunning = DunningStarter(pool, settings.task_queue, timings)
-        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, dunning=dunning)
+        dunning_starter = DunningStarter(pool, settings.task_queue, timings)
+        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, dunning=dunning_starter)
         refunds = RefundActivities(pool, provider)
         reconcile = ReconcileActivities(pool, provider)
         reports = RiskReportActivities(pool)
@@ -90,9 +92,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         notifications = NotificationActivities(notifier)
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
-        invoices = InvoiceActivities(pool, tax, build_object_store(settings))
+        invoices = InvoiceActivities(pool, tax, build_object_store(settings), client)
         renewals = RenewalActivities(pool, provider, tax, notifier, task_queue=settings.task_queue, timings=timings,
-                                     dunning=dunning)
+                                     dunning=dunning_starter)
+        dunning = DunningActivities(pool)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -108,7 +111,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         disputes.accept_dispute, disputes.get_dispute, notifications.send_notification,
                         invoices.finalize_invoice, invoices.commit_tax, invoices.store_invoice_pdf,
                         invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
-                        invoices.apply_invoice_action, invoices.reverse_tax,
+                        invoices.apply_invoice_action, invoices.reverse_tax, invoices.tell_dunning,
+                        dunning.dunning_setup, dunning.advise_retry, dunning.record_dunning, dunning.finish_dunning,
                         renewals.plan_batches, renewals.due_summary, renewals.invoice_batch, renewals.charge_batch,
                         renewals.sweep],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive

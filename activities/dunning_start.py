@@ -45,7 +45,9 @@ class DunningStarter:
             inp = DunningInput(
                 tenant_id=tenant_id, invoice_id=row["invoice_id"], customer_id=row["customer_id"],
                 subscription_id=row["subscription_id"], period_start=row["period_start"],
-                first_failure_at=row["failed_at"], decline_code=row["decline_code"],
+                # Never later than now: the workflow plans from its own clock, and this one may run ahead.
+                first_failure_at=min(row["failed_at"], datetime.now(UTC).replace(microsecond=0)),
+                decline_code=row["decline_code"],
                 failed_payment_id=row["payment_id"], attempts_before=1, collection=self._timings)
             try:
                 await client.start_workflow(

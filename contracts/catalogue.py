@@ -5,11 +5,12 @@ family and version, `<family>.v<n>` (domain/catalogue.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
 from contracts.common import Body, Currency, DecimalAmount, Metadata
+from contracts.dunning import DunningPolicyModel
 
 CatalogueId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
 PriceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,100}\.v[0-9]{1,6}$")]
@@ -68,5 +69,5 @@ class BillingPolicyUpdate(Body):
     change_policy: ChangePolicyBody | None = None
     trial_end_behavior: Literal["pause", "cancel"] | None = Field(
         default=None, description="What a trial ending without a payment method does (default pause)")
-    dunning_policy: dict[str, Any] | None = Field(
-        default=None, description="The dunning policy as a JSON object, read by the dunning workflow")
+    dunning_policy: DunningPolicyModel | None = Field(
+        default=None, description="The dunning ladder (stages, final action, hard declines); null: the default")

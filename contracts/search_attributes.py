@@ -13,6 +13,11 @@ from temporalio.common import (
     TypedSearchAttributes,
 )
 
+# The SQL visibility store (the dev server's SQLite, a plain Postgres or MySQL Temporal) has fixed columns per
+# type: ten Keyword, three KeywordList, three Text, three Int. The ten keywords are taken below; later string
+# attributes are keyword lists of one value (`SubscriptionId = 'sub_1'` matches a list holding it), and a status
+# whose values share no word can be Text (its `=` matches a whole word).
+
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 PAYMENT_ID = SearchAttributeKey.for_keyword("PaymentId")
@@ -22,14 +27,13 @@ REFUND_ID = SearchAttributeKey.for_keyword("RefundId")
 DISPUTE_ID = SearchAttributeKey.for_keyword("DisputeId")
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 INVOICE_STATUS = SearchAttributeKey.for_keyword("InvoiceStatus")  # draft | open | paid | void | uncollectible
-# A keyword list, not a keyword: the dev server's SQLite visibility store holds at most ten Keyword attributes,
-# and `SubscriptionId = 'sub_1'` matches a list holding it just the same.
 SUBSCRIPTION_ID = SearchAttributeKey.for_keyword_list("SubscriptionId")
+DUNNING_STAGE = SearchAttributeKey.for_int("DunningStage")  # the retry stage a dunning run is at
 FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
 FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
 
 ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, DISPUTE_ID, FRAUD_SCORE,
-       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS, SUBSCRIPTION_ID)
+       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS, SUBSCRIPTION_ID, DUNNING_STAGE)
 
 
 def cli_flags() -> list[str]:

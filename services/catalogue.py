@@ -228,6 +228,8 @@ async def update_policy(ctx: AppContext, who: Principal, body: BillingPolicyUpda
         behavior = (TrialEndBehavior(body.trial_end_behavior) if body.trial_end_behavior
                     else current.trial_end_behavior)
         policy = store.BillingPolicy(change, behavior,
-                                     body.dunning_policy if "dunning_policy" in sent else current.dunning_policy)
+                                     (body.dunning_policy.model_dump(mode="json", exclude_none=True)
+                                      if body.dunning_policy is not None else None)
+                                     if "dunning_policy" in sent else current.dunning_policy)
         await store.save_billing_policy(conn, who.tenant_id, policy)
         return policy_json(await store.billing_policy(conn))

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
+from contracts.dunning import dunning_workflow_id
 from contracts.renewals import RENEWAL_RUN_WORKFLOW, RenewalProgress, RenewalRunInput
 from tests.integration.test_invoices import customer, seller, trial_balance_is_zero, wait_invoice
 from tests.stack import Stack
@@ -89,10 +91,14 @@ async def test_catalogue_versions_and_archive(stack: Stack) -> None:
         r = await http.post("/v1/subscriptions", json={"customer_id": cid, "price_id": "pro_monthly.v2"},
                             headers=key())
         assert r.status_code == 409 and r.json()["type"].endswith("product-inactive")
-        r = await http.put("/v1/billing_policy", json={"change_policy": {"downgrades": "now"},
-                                                       "dunning_policy": {"stages": [1, 3]}})
+        r = await http.put("/v1/billing_policy", json={"change_policy": {"downgrades": "now"}, "dunning_policy": {
+            "stages": [{"retry_after_seconds": 86400, "notification": {"template": "retry_1", "tone": "friendly"}},
+                       {"retry_after_seconds": 259200, "notification": {"template": "retry_2", "tone": "firm"}}]}})
         assert r.status_code == 200, r.text
-        assert r.json()["change_policy"]["downgrades"] == "now" and r.json()["dunning_policy"] == {"stages": [1, 3]}
+        assert r.json()["change_policy"]["downgrades"] == "now", r.text
+        assert [x["retry_after_seconds"] for x in r.json()["dunning_policy"]["stages"]] == [86400, 259200]
+        bad = await http.put("/v1/billing_policy", json={"dunning_policy": {"stages": [1, 3]}})
+        assert bad.status_code in (400, 422) and bad.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack: Stack) -> None:
@@ -267,21 +273,45 @@ async def test_quantity_change_with_each_proration_behavior(stack: Stack, behavi
         await trial_balance_is_zero(http)
 
 
-async def test_a_declined_renewal_is_past_due_and_handed_to_dunning(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(stack: Stack) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "9.00")
         cid = await customer(http, {"country": "DE"})
-        sub = await subscribe(http, cid, p["id"])
+        # Dunning runs on the server's clock: the renewal is due a few seconds from now, for real (a free first
+        # period up to the anchor).
+        anchor = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+        sub = await subscribe(http, cid, p["id"], billing_cycle_anchor=anchor.isoformat().replace("+00:00", "Z"),
+                              prorate_first_period=False)
         active = await wait_subscription(http, sub["id"], "active")
+        assert active["current_period_end"] == anchor.isoformat().replace("+00:00", "Z")
         r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_chargeDeclined"})
         assert r.status_code == 201, r.text
         r = await http.post(f"/v1/subscriptions/{sub['id']}/payment_method", json={"payment_method_id": r.json()["id"]})
         assert r.status_code == 200, r.text
-        progress = await renew(stack, instant(active["current_period_end"]) + timedelta(seconds=1))
+        await asyncio.sleep(max(0.0, (anchor - datetime.now(UTC)).total_seconds()) + 1.1)
+        progress = await renew(stack, datetime.now(UTC).replace(microsecond=0))
         assert progress.failed >= 1 and progress.handed_to_dunning >= 1
         past_due = await wait_subscription(http, sub["id"], "past_due")
-        invoice = (await http.get(f"/v1/invoices/{past_due['latest_invoice_id']}")).json()
+        invoice_id = past_due["latest_invoice_id"]
+        invoice = (await http.get(f"/v1/invoices/{invoice_id}")).json()
         assert invoice["status"] == "open"
+        dunning = stack.client.get_workflow_handle(dunning_workflow_id(str(tenant_id), invoice_id))
+        assert (await dunning.describe()).status == WorkflowExecutionStatus.RUNNING
+        # A new card: dunning retries at once (not at its next stage), the invoice is paid, the subscription
+        # is active again. (Dunning counts a card as new when it came a whole second after the failure.)
+        await asyncio.sleep(1.1)
+        r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_de"})
+        r = await http.post(f"/v1/subscriptions/{sub['id']}/payment_method", json={"payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        recovered = await wait_subscription(http, sub["id"], "active")
+        await wait_invoice(http, invoice_id, lambda b: b["status"] == "paid")
+        async with asyncio.timeout(30):
+            while (await dunning.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await asyncio.sleep(0.2)
+        events = [e["type"] for e in (await http.get(f"/v1/subscriptions/{sub['id']}/events")).json()["data"]]
+        assert events[-3:] == ["subscription.renewal_failed", "subscription.payment_method_updated",
+                               "subscription.recovered"], events
+        assert recovered["current_period_start"] == active["current_period_end"]
         await trial_balance_is_zero(http)

@@ -40,7 +40,7 @@ async def start_env() -> WorkflowEnvironment:
         # is not defined"): register ours. ListSearchAttributes is unimplemented there; AddSearchAttributes works.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
             namespace="default",
-            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in sa.ALL},
+            search_attributes={key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in sa.ALL},
         ))
     except BaseException:
         await env.shutdown()
