@@ -315,3 +315,39 @@ async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(sta
                                "subscription.recovered"], events
         assert recovered["current_period_start"] == active["current_period_end"]
         await trial_balance_is_zero(http)
+
+
+async def test_dunning_exhausted_cancels_only_that_subscription(stack: Stack) -> None:
+    _, api_key = await stack.new_tenant(["payments", "finance"])
+    async with stack.http(api_key) as http:
+        await seller(http)
+        note = {"template": "retry", "tone": "firm"}
+        r = await http.put("/v1/billing_policy", json={"dunning_policy": {
+            "stages": [{"retry_after_seconds": 1, "notification": note},
+                       {"retry_after_seconds": 2, "notification": note}],
+            "final_action": {"subscription": "canceled", "mark_invoice_uncollectible": True, "notification": note}}})
+        assert r.status_code == 200, r.text
+        p = await price(http, "4.00")
+        cid = await customer(http, {"country": "DE"})
+        anchor = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+        at = anchor.isoformat().replace("+00:00", "Z")
+        doomed = await subscribe(http, cid, p["id"], billing_cycle_anchor=at, prorate_first_period=False)
+        other = await subscribe(http, cid, p["id"], billing_cycle_anchor=at, prorate_first_period=False)
+        await wait_subscription(http, doomed["id"], "active")
+        await wait_subscription(http, other["id"], "active")
+        r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_chargeDeclined"})
+        r = await http.post(f"/v1/subscriptions/{doomed['id']}/payment_method",
+                            json={"payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(max(0.0, (anchor - datetime.now(UTC)).total_seconds()) + 1.1)
+        progress = await renew(stack, datetime.now(UTC).replace(microsecond=0))
+        assert progress.failed == 1 and progress.succeeded >= 1
+        canceled = await wait_subscription(http, doomed["id"], "canceled", timeout=60)
+        invoice = await wait_invoice(http, canceled["latest_invoice_id"], lambda b: b["status"] == "uncollectible")
+        assert invoice["amount_paid"] == "0.00"
+        events = [e["type"] for e in (await http.get(f"/v1/subscriptions/{doomed['id']}/events")).json()["data"]]
+        assert events.count("subscription.retry_failed") == 2, events
+        assert events[-1] == "subscription.dunning_exhausted_canceled", events
+        # Dunning blocked only the subscription whose invoice was unpaid.
+        assert (await http.get(f"/v1/subscriptions/{other['id']}")).json()["status"] == "active"
+        await trial_balance_is_zero(http)
