@@ -123,6 +123,13 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
                 metrics.payments_by_status.labels(status).set(n)
         except Exception:  # a metrics scrape must not fail because the database blinked
             pass
+        try:
+            gauges = {"renewals": metrics.renewals, "dunning_recoveries": metrics.dunning_recoveries,
+                      "dunning_revenue_recovered_micros": metrics.dunning_revenue_recovered}
+            for metric, label, value in await health.billing_metrics(request.app.state.ctx):
+                gauges[metric].labels(label).set(value)
+        except Exception:  # as above
+            pass
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

@@ -354,6 +354,26 @@ $$;
 REVOKE ALL ON FUNCTION paysaga.open_renewal_charges(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION paysaga.open_renewal_charges(text, integer) TO paysaga_app;
 
+-- Fleet-wide billing numbers for the dashboards (all tenants, no tenant's detail): renewals by outcome, dunning
+-- recoveries by the stage that recovered them, and the revenue dunning recovered per currency (micro-units).
+CREATE FUNCTION paysaga.billing_metrics()
+  RETURNS TABLE (metric text, label text, value bigint)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = paysaga, pg_temp AS $$
+    SELECT 'renewals', e.type, count(*) FROM paysaga.subscription_events e
+     WHERE e.type IN ('renewed', 'renewal_paid', 'renewal_failed', 'recovered', 'dunning_exhausted_unpaid',
+                      'dunning_exhausted_canceled')
+     GROUP BY e.type
+    UNION ALL
+    SELECT 'dunning_recoveries', coalesce(e.metadata->>'stage', 'new_payment_method'), count(*)
+      FROM paysaga.invoice_events e WHERE e.type = 'invoice.dunning_recovered' GROUP BY 2
+    UNION ALL
+    SELECT 'dunning_revenue_recovered_micros', i.currency, sum((e.metadata->>'amount_micros')::bigint)::bigint
+      FROM paysaga.invoice_events e JOIN paysaga.invoices i USING (tenant_id, invoice_id)
+     WHERE e.type = 'invoice.dunning_recovered' AND e.metadata ? 'amount_micros' GROUP BY i.currency
+$$;
+REVOKE ALL ON FUNCTION paysaga.billing_metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION paysaga.billing_metrics() TO paysaga_app;
+
 -- Customer credit applied when an invoice is finalized (the customer's credit balance, e.g. unused time credited
 -- by a credit note after payment): it reduces what is due, and is frozen like the rest of a finalized invoice.
 ALTER TABLE paysaga.invoices
@@ -402,6 +422,7 @@ GRANT SELECT, INSERT, UPDATE ON paysaga.products, paysaga.prices, paysaga.tenant
 GRANT SELECT, INSERT ON paysaga.subscription_events TO paysaga_app;
 
 -- migrate:down
+DROP FUNCTION paysaga.billing_metrics();
 DROP FUNCTION paysaga.open_renewal_charges(text, integer);
 DROP FUNCTION paysaga.owed_subscription_credits(integer);
 DROP FUNCTION paysaga.owed_dunning_starts(integer);

@@ -11,6 +11,7 @@ from activities.stores import catalogue as store
 from contracts.auth import Principal
 from contracts.catalogue import BillingPolicyUpdate, PriceCreate, PriceRevise, ProductCreate
 from domain.catalogue import Catalogue, CatalogueRefused, Price, Product, make_price
+from domain.dunning import DunningRefused
 from domain.proration import ChangePolicy, ProrationRefused
 from domain.subscription import TrialEndBehavior
 from paysaga.db import tenant_tx
@@ -225,6 +226,11 @@ async def update_policy(ctx: AppContext, who: Principal, body: BillingPolicyUpda
                 change = ChangePolicy(**body.change_policy.model_dump())
             except ProrationRefused as exc:
                 raise refusal(exc) from exc
+        if body.dunning_policy is not None:
+            try:
+                body.dunning_policy.to_domain()  # the ladder's own rules (order, limits), refused here, not later
+            except DunningRefused as exc:
+                raise Unprocessable(exc.code, "Dunning policy refused", str(exc)) from exc
         behavior = (TrialEndBehavior(body.trial_end_behavior) if body.trial_end_behavior
                     else current.trial_end_behavior)
         policy = store.BillingPolicy(change, behavior,

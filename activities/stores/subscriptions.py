@@ -493,3 +493,10 @@ async def on_first_charge_failed(conn: asyncpg.Connection, invoice_id: str, subs
             period_start=loaded.subscription.current_period.start, decline_code=decline_code, failed_at=step.event.at):
         return loaded  # handed to dunning already: a repeated failure report
     return await save(conn, loaded, step, "workflow", correlation_id)
+
+
+async def billing_metrics(pool: asyncpg.Pool) -> list[tuple[str, str, int]]:
+    """(metric, label, value) of every tenant together: renewals by outcome, dunning recoveries by stage, revenue
+    recovered by currency."""
+    return [(r["metric"], r["label"], int(r["value"])) for r in await pool.fetch(
+        "SELECT metric, label, value FROM paysaga.billing_metrics()")]

@@ -99,6 +99,10 @@ async def test_catalogue_versions_and_archive(stack: Stack) -> None:
         assert [x["retry_after_seconds"] for x in r.json()["dunning_policy"]["stages"]] == [86400, 259200]
         bad = await http.put("/v1/billing_policy", json={"dunning_policy": {"stages": [1, 3]}})
         assert bad.status_code in (400, 422) and bad.headers["content-type"].startswith("application/problem+json")
+        backwards = await http.put("/v1/billing_policy", json={"dunning_policy": {"stages": [
+            {"retry_after_seconds": 300, "notification": {"template": "a", "tone": "firm"}},
+            {"retry_after_seconds": 200, "notification": {"template": "b", "tone": "firm"}}]}})
+        assert backwards.status_code == 422 and backwards.json()["type"].endswith("invalid-policy"), backwards.text
 
 
 async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack: Stack) -> None:
@@ -314,6 +318,10 @@ async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(sta
         assert events[-3:] == ["subscription.renewal_failed", "subscription.payment_method_updated",
                                "subscription.recovered"], events
         assert recovered["current_period_start"] == active["current_period_end"]
+        scraped = (await http.get("/metrics")).text
+        assert 'paysaga_renewals{outcome="recovered"}' in scraped
+        assert 'paysaga_dunning_recoveries{stage="new_payment_method"}' in scraped
+        assert 'paysaga_dunning_revenue_recovered_micros{currency="EUR"}' in scraped
         await trial_balance_is_zero(http)
 
 
