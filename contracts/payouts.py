@@ -30,9 +30,10 @@ def payout_run_workflow_id(tenant_id: str, run_id: str) -> str:
     return f"payout-run/{tenant_id}/{run_id}"
 
 
-def scheduled_run_id(as_of: date) -> str:
-    """The scheduled run of a day has one id, so a Schedule that fires twice opens one run."""
-    return f"prun_{as_of:%Y%m%d}"
+def scheduled_run_id(tenant_id: str, as_of: date) -> str:
+    """The scheduled run of a tenant's day has one id, so a Schedule that fires twice opens one run. The tenant's
+    hash keeps it unique across tenants: lifecycle events and outbox messages are keyed by run id."""
+    return f"prun_{as_of:%Y%m%d}_" + hashlib.sha256(tenant_id.encode()).hexdigest()[:12]
 
 
 def payout_id_for(tenant_id: str, payout_key: str) -> str:

@@ -31,7 +31,8 @@ CREATE TABLE paysaga.payout_runs (
   completed_at         timestamptz,
   PRIMARY KEY (tenant_id, run_id),
   FOREIGN KEY (tenant_id, connected_account_id) REFERENCES paysaga.connected_accounts (tenant_id, account_id),
-  CHECK (NOT approval_required OR approval_deadline IS NOT NULL OR status = 'computing')
+  -- A run that required approval but found nothing to pay completes without ever awaiting a decision.
+  CHECK (NOT approval_required OR approval_deadline IS NOT NULL OR status IN ('computing', 'completed'))
 );
 CREATE INDEX payout_runs_newest ON paysaga.payout_runs (tenant_id, created_at DESC, run_id DESC);
 CREATE UNIQUE INDEX payout_runs_idempotency_key ON paysaga.payout_runs (tenant_id, idempotency_key)

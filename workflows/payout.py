@@ -304,7 +304,7 @@ class PayoutRunsWorkflow:
         result = PayoutRunsResult(as_of=as_of)
         tenants: list[str] = await local_step(A.list_payout_tenants, inp)
         for tenant_id in tenants[:TENANTS_PER_RUN]:
-            run = PayoutRunInput(tenant_id=tenant_id, run_id=scheduled_run_id(as_of), as_of=as_of,
+            run = PayoutRunInput(tenant_id=tenant_id, run_id=scheduled_run_id(tenant_id, as_of), as_of=as_of,
                                  trigger="schedule", requested_by="schedule", batch_size=inp.batch_size,
                                  poll_seconds=inp.poll_seconds,
                                  provider_call_timeout_seconds=inp.provider_call_timeout_seconds)

@@ -39,6 +39,7 @@ from contracts.payouts import (
     RunStep,
     Settled,
     payout_run_workflow_id,
+    scheduled_run_id,
     start_search_attributes,
 )
 from domain.payout_runs import RunStatus, check_run_move
@@ -404,18 +405,62 @@ async def test_the_weekly_fan_out_opens_one_run_per_tenant_once(bench: Bench) ->
         fan_out = await bench.client.start_workflow(
             PayoutRunsWorkflow.run, PayoutRunsInput(as_of=AS_OF), id=f"payout-runs-{uuid.uuid4().hex[:6]}",
             task_queue=bench.task_queue)
-        bench.started += [f"payout-run/{t}/prun_20261207" for t in tenants]
+        bench.started += [payout_run_workflow_id(t, scheduled_run_id(t, AS_OF)) for t in tenants]
         first = await fan_out.result()
         await record_history(fan_out, "two_tenants", kind="payout_runs")
-        await record_history(bench.client.get_workflow_handle(f"payout-run/{tenants[0]}/prun_20261207"),
+        await record_history(bench.client.get_workflow_handle(bench.started[-2]),
                              "scheduled_nothing_to_pay", kind="payout")
         again = await bench.client.execute_workflow(
             PayoutRunsWorkflow.run, PayoutRunsInput(as_of=AS_OF), id=f"payout-runs-{uuid.uuid4().hex[:6]}",
             task_queue=bench.task_queue)
-        for tenant in tenants:
-            run = await bench.client.get_workflow_handle(f"payout-run/{tenant}/prun_20261207",
-                                                         result_type=RunState).result()
+        for wf_id in bench.started[-2:]:
+            run = await bench.client.get_workflow_handle(wf_id, result_type=RunState).result()
             assert run.status == "completed"
     assert (first.opened, first.already_open) == (2, 0)
     assert (again.opened, again.already_open) == (0, 2)
 
+
+
+async def scheduled_run(bench: Bench, as_of: date | None = None) -> WorkflowHandle[Any, RunState]:
+    """What the weekly Schedule starts (no day given: the day it fires), and the one tenant's run it opened."""
+    result = await bench.client.execute_workflow(
+        PayoutRunsWorkflow.run, PayoutRunsInput(as_of=as_of), id=f"payout-runs-{uuid.uuid4().hex[:6]}",
+        task_queue=bench.task_queue)
+    assert result.opened == 1
+    bench.started.append(payout_run_workflow_id(TENANT, scheduled_run_id(TENANT, result.as_of)))
+    handle = bench.client.get_workflow_handle(bench.started[-1], result_type=RunState)
+    await bench.opened(handle)
+    return handle
+
+
+async def test_the_scheduled_run_awaits_approval_reminds_and_pays_once_approved(private_bench: Bench) -> None:
+    bench, env = private_bench, private_bench.env
+    bench.book.tenants, bench.book.approval_required = [TENANT], True
+    async with bench.worker(timeout=60):
+        handle = await scheduled_run(bench)
+        await bench.until(lambda: bench.book.status == "awaiting_approval")
+        await env.sleep(timedelta(hours=25))
+        await bench.until(lambda: "payout.run_approval_reminder" in bench.book.kinds)
+        assert (await bench.decide(handle, "approve")).status in ("paying", "settling")
+        await bench.until(lambda: bench.book.status == "settling")
+        await bench.news(handle, "paid", *PAYABLE)
+        final = await handle.result()
+    assert final.status == "completed" and final.payouts == {"paid": 4}
+    assert bench.book.moves[1] == ("awaiting_approval", "paying", "api:key_finance")
+
+
+async def test_the_scheduled_run_expires_at_its_deadline_without_a_decision(private_bench: Bench) -> None:
+    """The run as the fan-out opens it (trigger schedule, the day's run id); started here, so that the test
+    client waits on it and the server skips the 48 h by itself."""
+    bench = private_bench
+    bench.book.approval_required = True
+    bench.run_id = scheduled_run_id(TENANT, AS_OF)
+    async with bench.worker(timeout=60):
+        handle = await bench.start(trigger="schedule", requested_by="schedule")
+        final = await handle.result()
+    assert final.status == "expired"
+    assert bench.book.kinds == ["payout.run_awaiting_approval", "payout.run_approval_reminder", "payout.run_expired"]
+    assert bench.book.batches == [] and bench.book.payouts == {}
+    expired = next(n for n in bench.book.notes if n.kind == "payout.run_expired")
+    awaiting = next(n for n in bench.book.notes if n.kind == "payout.run_awaiting_approval")
+    assert timedelta(hours=47) < expired.at - awaiting.at < timedelta(hours=49)

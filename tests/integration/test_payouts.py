@@ -1,0 +1,137 @@
+"""Payout runs on the real stack: finance starts a run over HTTP, the tenant requires approval, finance approves,
+transfers and payouts reach the sandbox, its payout webhooks settle them; a failed payout gives the funds back to
+the seller's balance; the report as JSON and CSV; the weekly Schedule's run opens the same way."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import search_attributes as sa
+from contracts.payouts import PAYOUT_RUNS_SCHEDULE_ID, scheduled_run_id
+from paysaga.schedules import ensure_schedules
+from tests.integration.test_connect import balances, new_account, split_payment, wait_for
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+DAILY = {"interval": "daily", "delay_days": 0}
+
+
+@pytest.fixture(autouse=True)
+def funds_available_at_once(stack: Stack) -> Iterator[None]:
+    """The sandbox makes a charge's funds available the same day, so that today's run can pay them."""
+    before, stack.settings.sandbox_available_days = stack.settings.sandbox_available_days, 0
+    try:
+        yield
+    finally:
+        stack.settings.sandbox_available_days = before
+
+
+async def enabled_account(http: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
+    account = await new_account(http, payout_schedule=DAILY, **extra)
+    r = await http.post(f"/v1/connected_accounts/{account['id']}", json={"onboarding_status": "enabled"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def start_run(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    r = await http.post("/v1/payouts/runs", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_a_run_approved_by_finance_pays_and_a_failed_payout_returns_the_funds(
+        stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        r = await http.put("/v1/tenant/settings", json={"payout_approval_required": True,
+                                                        "payout_approval_hours": 48, "payout_reminder_hours": 24})
+        assert r.status_code == 200, r.text
+        good = await enabled_account(http)
+        closed = await enabled_account(http, payout_method={"token": "ba_1NqFailAccountClosed"})
+        paid_in = await split_payment(http, good["id"], "100.00", "10.00")
+        await split_payment(http, closed["id"], "50.00", "5.00")
+        r = await http.post(f"/v1/payments/{paid_in['id']}/refunds", json={"amount": "20.00"},
+                            headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text
+        await wait_for(http, f"/v1/refunds/{r.json()['id']}", lambda b: b["status"] == "succeeded")
+
+        run = await start_run(http)
+        assert run["approval_required"] is True and run["trigger"] == "api"
+        run = await wait_for(http, f"/v1/payouts/runs/{run['id']}",
+                             lambda b: b["status"] in {"awaiting_approval", "completed"})
+        report = (await http.get(f"/v1/payouts/runs/{run['id']}/report")).json()
+        assert run["status"] == "awaiting_approval", str(report)
+        assert run["approval_deadline"] and run["payable"] == 2
+        lines = {line["account_id"]: line for line in report["lines"]}
+        # 100.00, less its fee (10.00 less the 2.00 the refund gave back), less the 20.00 refund: 72.00.
+        assert lines[good["id"]]["gross"] == "100.00" and lines[good["id"]]["fees"] == "8.00"
+        assert lines[good["id"]]["refunds"] == "20.00"
+        assert lines[good["id"]]["net"] == "72.00" and lines[closed["id"]]["net"] == "45.00"
+        assert (await http.get("/v1/payouts", params={"run_id": run["id"]})).json()["data"] == []
+
+        approved = await http.post(f"/v1/payouts/runs/{run['id']}/approve", json={"reason": "checked"})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["decided_by"] and approved.json()["status"] in {"paying", "settling", "completed"}
+        again = await http.post(f"/v1/payouts/runs/{run['id']}/reject")
+        assert again.status_code == 409 and again.headers["content-type"].startswith("application/problem+json")
+
+        done = await wait_for(http, f"/v1/payouts/runs/{run['id']}", lambda b: b["status"] == "completed", 60)
+        assert done["payouts"] == {"paid": 1, "failed": 1}
+        payouts = {p["account_id"]: p for p in
+                   (await http.get("/v1/payouts", params={"run_id": run["id"]})).json()["data"]}
+        assert payouts[good["id"]]["status"] == "paid" and payouts[good["id"]]["amount"] == "72.00"
+        assert payouts[closed["id"]]["status"] == "failed" and payouts[closed["id"]]["funds_returned"] is True
+        assert payouts[closed["id"]]["failure_code"] == "account_closed"
+        now = await balances(http)
+        assert now[f"seller_payable:{good['id']}:USD"] == 0
+        assert now[f"seller_payable:{closed['id']}:USD"] == -45_000_000  # back on its balance for the next run
+        assert (await http.get("/v1/ledger/trial_balance")).json()["balanced"] is True
+
+        csv_answer = await http.get(f"/v1/payouts/runs/{run['id']}/report.csv")
+        assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(csv_answer.text)))
+        assert {row["account_id"] for row in rows} == {good["id"], closed["id"]}
+
+        # A second run the same day pays nothing twice: the payout key (account, period, currency) names the
+        # payout already made, at the provider and here.
+        second = await start_run(http, connected_account_id=good["id"])
+        await wait_for(http, f"/v1/payouts/runs/{second['id']}", lambda b: b["status"] == "awaiting_approval")
+        assert (await http.post(f"/v1/payouts/runs/{second['id']}/approve")).status_code == 200
+        await wait_for(http, f"/v1/payouts/runs/{second['id']}", lambda b: b["status"] == "completed", 60)
+        mine = (await http.get("/v1/payouts", params={"account_id": good["id"]})).json()["data"]
+        assert [p["id"] for p in mine] == [payouts[good["id"]]["id"]]
+        assert (await balances(http))[f"seller_payable:{good['id']}:USD"] == 0
+
+    described = await stack.client.get_workflow_handle(run["workflow_id"]).describe()
+    assert described.typed_search_attributes.get(sa.PAYOUT_RUN_ID) == [run["id"]]
+    assert described.typed_search_attributes.get(sa.PAYOUT_STATUS) == ["completed"]
+    types = {r["event_type"] for r in await stack.admin_pool.fetch(
+        "SELECT event_type FROM paysaga.outbox WHERE tenant_id = $1 AND event_type LIKE 'billing.payout%'",
+        uuid.UUID(tenant[0]))}
+    assert {"billing.payout.created.v1", "billing.payout.paid.v1", "billing.payout.failed.v1"} <= types
+
+
+async def test_the_weekly_schedule_opens_a_run_for_each_tenant(stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        account = await enabled_account(http)
+        await split_payment(http, account["id"], "30.00", "3.00")
+    await ensure_schedules(stack.client, stack.settings)
+    schedule = stack.client.get_schedule_handle(PAYOUT_RUNS_SCHEDULE_ID)
+    try:
+        described = await schedule.describe()
+        assert described.schedule.action.workflow == "PayoutRunsWorkflow"
+        await schedule.trigger()  # what Monday morning does
+        run_id = scheduled_run_id(tenant[0], datetime.now(UTC).date())
+        async with stack.http(tenant[1]) as http:
+            run = await wait_for(http, f"/v1/payouts/runs/{run_id}", lambda b: b.get("status") == "completed", 60)
+    finally:
+        await schedule.delete()
+    assert run["trigger"] == "schedule" and run["payouts"] == {"paid": 1}
+    assert run["totals"] == {"USD": "27.00"}
