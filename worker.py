@@ -14,6 +14,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
+from activities.dunning import DunningActivities
 from activities.fx import build_rates
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
@@ -33,6 +34,7 @@ from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
 from workflows.dispute import DisputeWorkflow
+from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.payout import PayoutRunsWorkflow, PayoutWorkflow
@@ -44,7 +46,8 @@ from workflows.settlement import SettlementReconciliationWorkflow
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
-             InvoiceWorkflow, PayoutWorkflow, PayoutRunsWorkflow, SettlementReconciliationWorkflow]
+             InvoiceWorkflow, DunningWorkflow, PayoutWorkflow, PayoutRunsWorkflow,
+             SettlementReconciliationWorkflow]
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -84,7 +87,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         notifications = NotificationActivities(build_notifier(settings, pool))
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
-        invoices = InvoiceActivities(pool, tax, objects)
+        invoices = InvoiceActivities(pool, tax, objects, client)
+        dunning = DunningActivities(pool)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -100,7 +104,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         disputes.accept_dispute, disputes.get_dispute, notifications.send_notification,
                         invoices.finalize_invoice, invoices.commit_tax, invoices.store_invoice_pdf,
                         invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
-                        invoices.apply_invoice_action, invoices.reverse_tax,
+                        invoices.apply_invoice_action, invoices.reverse_tax, invoices.tell_dunning,
+                        dunning.dunning_setup, dunning.advise_retry, dunning.record_dunning, dunning.finish_dunning,
                         payouts.open_payout_run, payouts.payout_run_state, payouts.change_payout_run,
                         payouts.list_payout_tenants, payouts.compute_payout_page, payouts.pay_out_batch,
                         payouts.apply_payout_news, payouts.poll_payouts, payouts.return_payout_funds,

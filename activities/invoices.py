@@ -10,7 +10,9 @@ from typing import Any
 import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.documents import ensure_invoice_pdf
 from activities.documents.invoice_document import invoice_document
@@ -21,6 +23,7 @@ from activities.stores import invoices as store
 from activities.stores import tax as tax_store
 from activities.tax.port import TaxProvider
 from activities.tax.seller import load_seller
+from contracts.dunning import INVOICE_SETTLED_SIGNAL, dunning_workflow_id
 from contracts.errors import INVALID_REQUEST
 from contracts.invoice_views import credit_note_json, generated_event, invoice_json
 from contracts.invoices import (
@@ -33,6 +36,7 @@ from contracts.invoices import (
     InvoiceState,
     InvoiceStep,
     PayPlan,
+    SettledNotice,
     invoice_workflow_id,
 )
 from contracts.refunds import RefundInput
@@ -78,10 +82,12 @@ def customer_snapshot(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class InvoiceActivities:
-    def __init__(self, pool: asyncpg.Pool, tax: TaxProvider, objects: ObjectStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, tax: TaxProvider, objects: ObjectStore,
+                 temporal: Client | None = None) -> None:
         self._pool = pool
         self._tax = tax
         self._objects = objects
+        self._temporal = temporal  # to tell a dunning run that the invoice settled
 
     # --- finalizing -----------------------------------------------------------------------------------------
     @activity.defn
@@ -350,6 +356,18 @@ class InvoiceActivities:
             lines=[TaxReversalLineInput(line_id=cl.line_id, amount_micros=cl.amount.micros) for cl in note.lines])
         return ActionOutcome(state=await self._state(conn, after), result=body, tax_reversal=reversal,
                              refund=refund)
+
+    @activity.defn
+    async def tell_dunning(self, notice: SettledNotice) -> None:
+        """Signal the invoice's dunning that there is nothing left to collect; none running is fine."""
+        if self._temporal is None:
+            return
+        handle = self._temporal.get_workflow_handle(dunning_workflow_id(notice.tenant_id, notice.invoice_id))
+        try:
+            await handle.signal(INVOICE_SETTLED_SIGNAL, notice.settled)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
 
     @activity.defn
     async def reverse_tax(self, req: TaxReversalRequest) -> None:

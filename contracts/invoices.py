@@ -249,3 +249,18 @@ class Handover(BaseModel):
     payment_id: str | None = None
     failure_code: str | None = None
     correlation_id: str = ""
+
+
+class InvoiceSettled(BaseModel):
+    """The invoice was paid, voided or written off: what a dunning of it hears (and stops on)."""
+
+    event_id: str
+    status: str  # paid | void | uncollectible
+
+
+class SettledNotice(BaseModel):
+    """Tell the invoice's dunning, if one runs, that there is nothing left to collect."""
+
+    tenant_id: str
+    invoice_id: str
+    settled: InvoiceSettled

@@ -43,10 +43,10 @@ def payout_id_for(tenant_id: str, payout_key: str) -> str:
 
 
 def start_search_attributes(inp: PayoutRunInput) -> TypedSearchAttributes:
-    pairs: list[tuple[Any, Any]] = [(sa.TENANT_ID, inp.tenant_id), (sa.PAYOUT_RUN_ID, [inp.run_id]),
-                                    (sa.PAYOUT_STATUS, ["computing"])]
+    pairs: list[tuple[Any, Any]] = [(sa.TENANT_ID, inp.tenant_id), (sa.PAYOUT_RUN_ID, inp.run_id),
+                                    (sa.PAYOUT_STATUS, "computing")]
     if inp.connected_account_id:
-        pairs.append((sa.CONNECTED_ACCOUNT_ID, [inp.connected_account_id]))
+        pairs.append((sa.CONNECTED_ACCOUNT_ID, inp.connected_account_id))
     return sa.at_start(*pairs)
 
 

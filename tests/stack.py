@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -87,6 +88,8 @@ async def temporal_client() -> AsyncIterator[Client]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter, dev_server_existing_path=devstack.venv_binary("temporal"),
         search_attributes=sa.ALL, dev_server_log_level="error",
+        # The SDK's 5 s to listen is not enough on a busy 2-core machine: a late start failed whole runs.
+        dev_server_startup_timeout=timedelta(seconds=60),
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
     )
     try:

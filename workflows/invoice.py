@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -28,6 +28,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from contracts import invoices as c
     from contracts import search_attributes as sa
+    from contracts.dunning import (
+        DUNNING_WORKFLOW,
+        DunningInput,
+        InvoiceSettled,
+        dunning_workflow_id,
+    )
     from contracts.invoices import (
         ActionOutcome,
         CollectionPlan,
@@ -40,12 +46,12 @@ with workflow.unsafe.imports_passed_through():
         InvoiceStep,
         PayPlan,
         PayRequest,
-        collection_payment_id,
+        SettledNotice,
     )
     from contracts.notifications import Notification
-    from contracts.payments import PAYMENT_WORKFLOW, PaymentInput, PaymentView, payment_workflow_id
     from contracts.refunds import REFUND_WORKFLOW, RefundInput, refund_workflow_id
     from domain.money import Money
+    from workflows.collection import Outcome, outcome_of, start_collection
     from workflows.policies import NOTIFY_RETRY, NOTIFY_SCHEDULE_TO_CLOSE, NOTIFY_TIMEOUT
     from workflows.steps import ProviderPolicy, local_step, provider_call
 
@@ -113,6 +119,7 @@ class InvoiceWorkflow:
                 self._publish()
                 if outcome.tax_reversal is not None or outcome.refund is not None:
                     self._followups.append(outcome)
+                await self._tell_dunning()
         if outcome.refusal_code is not None:
             raise ApplicationError(outcome.refusal_message or outcome.refusal_code, type=outcome.refusal_code)
         return outcome.result
@@ -208,7 +215,8 @@ class InvoiceWorkflow:
 
     async def _attempt(self, req: PayRequest | None, *, auto: bool) -> None:
         """One collection attempt: a child PaymentWorkflow for what remains. Its answer to a `pay` request is
-        given as soon as the payment has started; the attempt's end is awaited here."""
+        given as soon as the payment has started; the attempt's end is awaited here. The automatic charge that
+        fails hands the invoice to dunning."""
         assert self._inp is not None and self._state is not None
         inp = self._inp
         async with self._changes:
@@ -222,19 +230,10 @@ class InvoiceWorkflow:
                 elif plan.refusal_code == "no-payment-method":
                     await self._hand_over("no_payment_method", None, None)
                 return
-            payment_id = collection_payment_id(inp.invoice_id, plan.attempt)
-            try:
-                handle = await workflow.start_child_workflow(
-                    PAYMENT_WORKFLOW, self._payment_input(plan, payment_id, req.actor if req else "workflow"),
-                    id=payment_workflow_id(inp.tenant_id, payment_id), result_type=PaymentView,
-                    parent_close_policy=ParentClosePolicy.ABANDON, execution_timeout=timedelta(days=7),
-                    search_attributes=TypedSearchAttributes([
-                        SearchAttributePair(sa.TENANT_ID, inp.tenant_id),
-                        SearchAttributePair(sa.CUSTOMER_ID, plan.customer_id),
-                        SearchAttributePair(sa.PAYMENT_ID, payment_id),
-                        SearchAttributePair(sa.CURRENCY, plan.currency),
-                        SearchAttributePair(sa.INVOICE_ID, inp.invoice_id)]))
-            except WorkflowAlreadyStartedError:
+            payment_id, handle = await start_collection(
+                inp.tenant_id, inp.invoice_id, plan, inp.collection, description=f"Invoice {self._state.number}",
+                actor=req.actor if req else "workflow")
+            if handle is None:
                 if req is not None:
                     self._pay_answers[req.request_id] = ApplicationError(
                         f"Payment {payment_id} is already collecting the invoice.",
@@ -245,29 +244,50 @@ class InvoiceWorkflow:
                                                          "payment_attempts": plan.attempt})
             if req is not None:
                 self._pay_answers[req.request_id] = self._state
-        status, failure = "failed", None
-        try:
-            view: PaymentView = await handle
-            status, failure = view.status.value, view.failure_code
-        except ChildWorkflowError as err:
-            failure = type(err.cause).__name__ if err.cause else "payment_workflow_failed"
+        outcome = await outcome_of(payment_id, handle)
         self._state = await local_step(A.invoice_state, InvoiceStep(tenant_id=inp.tenant_id,
                                                                      invoice_id=inp.invoice_id))
-        self._state = self._state.model_copy(update={"last_payment_id": payment_id, "last_payment_status": status})
+        self._state = self._state.model_copy(update={"last_payment_id": payment_id,
+                                                     "last_payment_status": outcome.status})
         self._publish()
         if self._collectable:
-            await self._hand_over("payment_failed", payment_id, failure)
+            await self._hand_over("payment_failed", payment_id, outcome.failure_code)
             await self._notify("invoice.payment_failed", f"Payment of invoice {self._state.number} failed",
-                               {"failure_code": failure}, suffix=f"_{plan.attempt}")
+                               {"failure_code": outcome.failure_code}, suffix=f"_{plan.attempt}")
+            if auto and workflow.patched("dunning-v1"):
+                await self._start_dunning(plan, outcome)
+        else:
+            await self._tell_dunning()
 
-    def _payment_input(self, plan: CollectionPlan, payment_id: str, actor: str) -> PaymentInput:
-        assert self._inp is not None and self._state is not None and plan.payment_method_id is not None
-        timings = self._inp.collection
-        return PaymentInput(
-            tenant_id=self._inp.tenant_id, payment_id=payment_id, customer_id=plan.customer_id,
-            payment_method_id=plan.payment_method_id, amount_micros=plan.amount_micros, currency=plan.currency,
-            description=f"Invoice {self._state.number}", metadata={"invoice_id": self._inp.invoice_id},
-            actor=actor, invoice_id=self._inp.invoice_id, **timings.model_dump())
+    async def _start_dunning(self, plan: CollectionPlan, outcome: Outcome) -> None:
+        """The invoice's automatic charge failed: its dunning (retries, then the policy's final action) runs as a
+        workflow of its own that outlives this run."""
+        assert self._inp is not None
+        inp = self._inp
+        dunning = DunningInput(tenant_id=inp.tenant_id, invoice_id=inp.invoice_id, customer_id=plan.customer_id,
+                               first_failure_at=workflow.now().replace(microsecond=0),
+                               decline_code=outcome.failure_code, failed_payment_id=outcome.payment_id,
+                               attempts_before=plan.attempt, collection=inp.collection)
+        try:
+            await workflow.start_child_workflow(
+                DUNNING_WORKFLOW, dunning, id=dunning_workflow_id(inp.tenant_id, inp.invoice_id),
+                parent_close_policy=ParentClosePolicy.ABANDON, execution_timeout=timedelta(days=90),
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(sa.TENANT_ID, inp.tenant_id),
+                    SearchAttributePair(sa.CUSTOMER_ID, plan.customer_id),
+                    SearchAttributePair(sa.INVOICE_ID, inp.invoice_id)]))
+        except WorkflowAlreadyStartedError:
+            pass  # already dunning
+
+    async def _tell_dunning(self) -> None:
+        """The invoice is no longer collectable (paid, voided, written off): a dunning of it stops at once."""
+        assert self._inp is not None and self._state is not None
+        if self._collectable or not workflow.patched("dunning-v1"):
+            return
+        await local_step(A.tell_dunning, SettledNotice(
+            tenant_id=self._inp.tenant_id, invoice_id=self._inp.invoice_id,
+            settled=InvoiceSettled(event_id=f"{self._state.status}-{self._state.last_payment_id or 'change'}",
+                                   status=self._state.status)))
 
     async def _hand_over(self, reason: str, payment_id: str | None, failure_code: str | None) -> None:
         assert self._inp is not None and self._state is not None

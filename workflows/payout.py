@@ -267,7 +267,7 @@ class PayoutWorkflow:
     def _publish(self) -> None:
         """PayoutStatus changes a handful of times per run: one visibility write each."""
         if self._state is not None and self._state.status != self._published:
-            workflow.upsert_search_attributes([sa.PAYOUT_STATUS.value_set([self._state.status])])
+            workflow.upsert_search_attributes([sa.PAYOUT_STATUS.value_set(self._state.status)])
             self._published = self._state.status
 
     def _summary(self) -> dict[str, Any]:

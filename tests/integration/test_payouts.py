@@ -111,7 +111,7 @@ async def test_a_run_approved_by_finance_pays_and_a_failed_payout_returns_the_fu
 
     described = await stack.client.get_workflow_handle(run["workflow_id"]).describe()
     assert described.typed_search_attributes.get(sa.PAYOUT_RUN_ID) == [run["id"]]
-    assert described.typed_search_attributes.get(sa.PAYOUT_STATUS) == ["completed"]
+    assert described.typed_search_attributes.get(sa.PAYOUT_STATUS) == "completed"
     types = {r["event_type"] for r in await stack.admin_pool.fetch(
         "SELECT event_type FROM paysaga.outbox WHERE tenant_id = $1 AND event_type LIKE 'billing.payout%'",
         uuid.UUID(tenant[0]))}

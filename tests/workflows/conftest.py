@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -39,7 +40,7 @@ async def start_env() -> WorkflowEnvironment:
         # is not defined"): register ours. ListSearchAttributes is unimplemented there; AddSearchAttributes works.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
             namespace="default",
-            search_attributes={key.name: key.indexed_value_type for key in sa.ALL},
+            search_attributes={key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in sa.ALL},
         ))
     except BaseException:
         await env.shutdown()

@@ -40,6 +40,7 @@ from contracts.invoices import (
     InvoiceStep,
     PayPlan,
     PayRequest,
+    SettledNotice,
     invoice_workflow_id,
 )
 from contracts.notifications import Notification
@@ -47,7 +48,7 @@ from contracts.payments import PaymentInput
 from contracts.refunds import RefundInput
 from contracts.tax import TaxReversalRequest
 from tests.recording import record_history
-from tests.workflows.standins import StandInPayment, StandInRefund
+from tests.workflows.standins import StandInDunning, StandInPayment, StandInRefund
 from workflows.invoice import InvoiceWorkflow
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -144,6 +145,10 @@ class FakeInvoiceActivities:
     async def reverse_tax(self, req: TaxReversalRequest) -> None:
         self.book.reversals.append(req)
 
+    @activity.defn(name="tell_dunning")
+    async def tell_dunning(self, notice: SettledNotice) -> None:
+        self.book.steps.append(f"tell_dunning:{notice.settled.status}")
+
     @activity.defn(name="send_notification")
     async def send_notification(self, note: Notification) -> None:
         self.book.notes.append(note)
@@ -151,7 +156,7 @@ class FakeInvoiceActivities:
     def all(self) -> list[Any]:
         return [self.finalize_invoice, self.commit_tax, self.store_invoice_pdf, self.invoice_state,
                 self.plan_collection, self.hand_over, self.apply_invoice_action, self.reverse_tax,
-                self.send_notification]
+                self.tell_dunning, self.send_notification]
 
 
 class Bench:
@@ -184,7 +189,8 @@ class Bench:
     async def terminate_leftovers(self) -> None:
         """A run left on the shared test server (a child whose worker is gone) stops its clock for every later
         test: end whatever this test started."""
-        ids = [self.wf_id, f"refund/{TENANT}/re_cn_1"] + [f"payment/{TENANT}/pay_in_1_{n}" for n in range(1, 4)]
+        ids = [self.wf_id, f"refund/{TENANT}/re_cn_1", f"dunning/{TENANT}/in_1"] + [
+            f"payment/{TENANT}/pay_in_1_{n}" for n in range(1, 4)]
         for wf_id in ids:
             with suppress(RPCError):
                 handle = self.client.get_workflow_handle(wf_id)
@@ -198,14 +204,16 @@ class Bench:
     async def worker(self, timeout: float = 30) -> AsyncIterator[Worker]:
         acts = FakeInvoiceActivities(self.book)
         async with Worker(self.client, task_queue=self.task_queue,
-                          workflows=[InvoiceWorkflow, StandInPayment, StandInRefund],
+                          workflows=[InvoiceWorkflow, StandInPayment, StandInRefund, StandInDunning],
                           activities=acts.all()) as worker, asyncio.timeout(timeout):
             yield worker
 
 
 @pytest.fixture
-async def bench(env: WorkflowEnvironment) -> AsyncIterator[Bench]:
-    bench = Bench(env)
+async def bench(private_env: WorkflowEnvironment) -> AsyncIterator[Bench]:
+    # A server per test: children that outlive their parent (payments, dunning) and external signals have left
+    # the shared time-skipping server unable to skip time for the tests after them.
+    bench = Bench(private_env)
     yield bench
     await bench.terminate_leftovers()
 
@@ -218,7 +226,7 @@ async def test_an_invoice_charged_automatically_is_delivered_then_paid(bench: Be
         final: InvoiceState = await bench.handle().result()
         await record_history(bench.handle(), "charged_automatically", kind="invoice")
     assert final.status == "paid" and final.last_payment_id == "pay_in_1_1"
-    assert bench.book.steps == ["finalize", "commit_tax", "pdf"]
+    assert bench.book.steps == ["finalize", "commit_tax", "pdf", "tell_dunning:paid"]
     assert [n.kind for n in bench.book.notes] == ["invoice.finalized"]
     assert bench.book.notes[0].data["pdf_key"] == f"invoices/{TENANT}/in_1.pdf"
     assert bench.book.handovers == []
@@ -234,6 +242,8 @@ async def test_a_failed_charge_leaves_the_invoice_open_and_hands_it_over(bench: 
     assert [(h.reason, h.payment_id, h.failure_code) for h in bench.book.handovers] == [
         ("payment_failed", "pay_in_1_1", "card_declined")]
     assert [n.kind for n in bench.book.notes] == ["invoice.finalized", "invoice.payment_failed"]
+    dunning = await bench.client.get_workflow_handle(f"dunning/{TENANT}/in_1").describe()
+    assert dunning.status is not None  # the failed automatic charge started the invoice's dunning
 
 
 async def test_no_payment_method_hands_over_without_a_charge(bench: Bench) -> None:

@@ -276,7 +276,7 @@ async def test_a_run_without_approval_computes_in_batches_pays_and_settles_by_we
     assert bench.book.batches == [None, "acct_2", "acct_5"]  # four lines, two per call (the last finds none)
     assert [m[1] for m in bench.book.moves] == ["paying", "settling", "completed"]
     assert bench.book.kinds == ["payout.run_completed"]
-    assert described.typed_search_attributes.get(c.sa.PAYOUT_STATUS) == ["completed"]
+    assert described.typed_search_attributes.get(c.sa.PAYOUT_STATUS) == "completed"
     assert described.typed_search_attributes.get(c.sa.PAYOUT_RUN_ID) == [bench.run_id]
 
 
