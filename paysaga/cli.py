@@ -213,8 +213,7 @@ def reconcile_settlement(
                            f"{c.variance_ppm} ppm{'  EXCEEDS 0.01 %' if c.exceeds else ''}  ({kinds})")
         for failed in result.failed:
             typer.echo(f"  tenant {failed}: the report failed (see the worker's log)")
-    if any(r.exceeds for r in result.reports) or result.failed:
-        raise typer.Exit(1)
+    _exit_after_temporal(1 if any(r.exceeds for r in result.reports) or result.failed else 0)
 
 
 payouts_app = typer.Typer(help="Payout runs to connected accounts.", no_args_is_help=True)
@@ -244,6 +243,7 @@ def payouts_run(
 
     state = _run_admin(_run())
     typer.echo(f"{state.run_id}: {state.status} (as of {state.as_of}; workflow {state.workflow_id})")
+    _exit_after_temporal(0)
 
 
 def _decide(run_id: str, tenant: str, decision: str, reason: str | None) -> None:
@@ -262,6 +262,7 @@ def _decide(run_id: str, tenant: str, decision: str, reason: str | None) -> None
 
     state = _run_admin(_run())
     typer.echo(f"{state.run_id}: {state.status}")
+    _exit_after_temporal(0)
 
 
 @payouts_app.command("approve")
@@ -285,6 +286,15 @@ def _admin_url() -> str:
         raise typer.BadParameter("no database to administer: start the dev stack (make run) or set "
                                  "DATABASE_ADMIN_URL to the owner role's connection URL")
     return url
+
+
+def _exit_after_temporal(code: int) -> None:
+    """End a command that used a Temporal client without the interpreter's teardown: the client's Rust threads
+    can outlive the event loop and crash a finalizing interpreter (SIGSEGV or SIGABRT after the work is done),
+    which would turn a done command into a failed one for its caller."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_admin(coro: Any) -> Any:

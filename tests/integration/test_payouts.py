@@ -4,8 +4,11 @@ the seller's balance; the report as JSON and CSV; the weekly Schedule's run open
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -135,3 +138,31 @@ async def test_the_weekly_schedule_opens_a_run_for_each_tenant(stack: Stack, ten
         await schedule.delete()
     assert run["trigger"] == "schedule" and run["payouts"] == {"paid": 1}
     assert run["totals"] == {"USD": "27.00"}
+
+
+async def cli(stack: Stack, *args: str) -> tuple[int, str]:
+    """`paysaga …` against the test stack, as an operator runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "paysaga.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "DATABASE_ADMIN_URL": stack.db.admin_url, "DATABASE_URL": stack.settings.database_url,
+             "TEMPORAL_ADDRESS": stack.settings.temporal_address, "PAYSAGA_TASK_QUEUE": stack.settings.task_queue})
+    out = (await asyncio.wait_for(proc.communicate(), 90))[0].decode()
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
+async def test_finance_runs_and_approves_a_payout_run_from_the_cli(stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        await http.put("/v1/tenant/settings", json={"payout_approval_required": True})
+        account = await enabled_account(http)
+        await split_payment(http, account["id"], "12.00", "2.00")
+    code, out = await cli(stack, "payouts", "run", "--tenant", tenant[0])
+    assert code == 0, out
+    run_id = out.split(":", 1)[0].strip()
+    assert run_id.startswith("prun_")
+    async with stack.http(tenant[1]) as http:
+        await wait_for(http, f"/v1/payouts/runs/{run_id}", lambda b: b["status"] == "awaiting_approval")
+        code, out = await cli(stack, "payouts", "approve", run_id, "--tenant", tenant[0], "--reason", "ok")
+        assert code == 0, out
+        run = await wait_for(http, f"/v1/payouts/runs/{run_id}", lambda b: b["status"] == "completed", 60)
+    assert run["trigger"] == "cli" and run["decided_by"] == "cli" and run["totals"] == {"USD": "10.00"}

@@ -9,7 +9,7 @@ import asyncio
 import csv
 import io
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -154,3 +154,21 @@ async def test_the_daily_and_weekly_reports_are_scheduled(stack: Stack) -> None:
             assert described.schedule.action.workflow == SETTLEMENT_WORKFLOW
         finally:
             await handle.delete()
+
+
+async def test_the_cli_reports_a_window_and_exits_1_above_the_objective(stack: Stack, tenant: tuple[str, str]) -> None:
+    from tests.integration.test_payouts import cli
+
+    async with stack.http(tenant[1]) as http:
+        first = await paid(http, "9.00")
+        intent = (await http.get(f"/v1/payments/{first['id']}")).json()["provider_intent_id"]
+    today = datetime.now(UTC).date()
+    window = ["reconcile", "settlement", "--from", f"{today}", "--to", f"{today + timedelta(days=2)}",
+              "--tenant", tenant[0]]
+    code, out = await cli(stack, *window)
+    assert code == 0 and "variance 0 ppm" in out, out
+    await stack.admin_pool.execute(
+        "UPDATE sandbox.balance_transactions SET fee_minor = fee_minor + 1, net_minor = net_minor - 1 "
+        "WHERE payment_intent_id = $1", intent)
+    code, out = await cli(stack, *window)
+    assert code == 1 and "EXCEEDS 0.01 %" in out and "fee 1" in out, out
