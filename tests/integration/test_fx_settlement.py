@@ -37,7 +37,10 @@ async def test_a_payment_in_eur_settles_in_usd_with_its_fee_and_fx_booked(stack:
     assert bt["balance_transaction_id"] in memo
     assert now["cash:sandbox:EUR"] == 0  # converted: what the customer paid in EUR arrived in USD
     assert now["cash:sandbox:USD"] == bt["amount_micros"] - bt["fee_micros"]
-    # Quoted at the ECB rate of the day when the port has one (else at the provider's: no gain or loss); any
-    # difference is on fx_gain_loss, so USD balances as well.
-    assert now.get("fx_gain_loss:USD", 0) + now["cash:sandbox:USD"] + now["fx_clearing:USD"] == 0
+    # Quoted at the ECB reference rate, settled at the sandbox's (1 % below it): the difference is a loss on
+    # fx_gain_loss (a debit), so USD balances as well.
+    quoted = -now["fx_clearing:USD"]
+    assert now["fx_gain_loss:USD"] == quoted - bt["amount_micros"] > 0
+    assert abs(now["fx_gain_loss:USD"] - quoted // 100) <= 10_000  # 1 % of the quote, within a cent
+    assert "ECB" in memo or "European Central Bank" in memo
     assert trial["balanced"] is True and {c["currency"] for c in trial["currencies"]} >= {"EUR", "USD"}
