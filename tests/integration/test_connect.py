@@ -121,3 +121,36 @@ async def test_lost_dispute_claws_back_the_sellers_share(stack: Stack, tenant: t
         now = await balances(http)
         assert now[seller] == 0 and now[fees] == 0
         assert (await http.get("/v1/ledger/trial_balance")).json()["balanced"] is True
+
+
+def account_event(provider_account_id: str, tenant_id: str, account_id: str, **fields: Any) -> dict[str, Any]:
+    import time
+
+    return {"id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "type": "account.updated",
+            "created": int(time.time()),
+            "data": {"object": {"id": provider_account_id, "object": "account", "charges_enabled": False,
+                                "payouts_enabled": False, "details_submitted": False,
+                                "requirements": {"disabled_reason": None},
+                                "metadata": {"tenant_id": tenant_id, "account_id": account_id}, **fields}}}
+
+
+async def test_account_updated_webhooks_move_onboarding(stack: Stack, tenant: tuple[str, str]) -> None:
+    from tests.integration.webhook_helpers import post_event
+
+    async with stack.http(tenant[1]) as http:
+        account = await new_account(http)
+        provider_id = account["provider_account_id"]
+        assert provider_id and account["onboarding_status"] == "pending"
+        steps = [({"details_submitted": True}, "restricted"),
+                 ({"details_submitted": True, "payouts_enabled": True, "charges_enabled": True}, "enabled"),
+                 ({"requirements": {"disabled_reason": "rejected.fraud"}}, "rejected")]
+        for fields, expected in steps:
+            event = account_event(provider_id, tenant[0], account["id"], **fields)
+            for _ in range(2):  # delivered twice: applied once
+                r = await post_event(stack, event)
+                assert r.status_code == 200, r.text
+            body = (await http.get(f"/v1/connected_accounts/{account['id']}")).json()
+            assert body["onboarding_status"] == expected, (fields, body)
+        cid, pm = await customer_with_method(http)
+        refused = await pay(http, cid, pm, "5.00", destination=account["id"], application_fee="0.50")
+        assert refused.status_code == 422 and refused.json()["type"].endswith("/connected-account-rejected")
