@@ -7,6 +7,8 @@ tenant.
     pay, a batch of lines per activity call (transfer + payout each, keyed by account, period and currency) →
     settle: apply payout news as it comes (webhooks, by signal; a poll every `poll_seconds` when none comes),
     return the funds of failed payouts to their sellers' balances and tell finance → completed.
+    News after that (a paid payout the bank returns days later) starts the run again ("follow"): it applies the
+    news and returns the funds; the run stays completed.
 
 No workflow per account: the work for thousands of accounts is a few dozen activity calls (PERFORMANCE-NOTES).
 While settling, news is applied in batches, and a run whose history grows long continues as new (start
@@ -138,6 +140,8 @@ class PayoutWorkflow:
                 await self._await_decision()
         else:
             self._state = await local_step(A.payout_run_state, step)
+            if self._state.status == RunStatus.COMPLETED:
+                await self._late_news(step)
         self._publish()
         if self._state.status == RunStatus.PAYING:
             await self._pay(step)
@@ -231,6 +235,18 @@ class PayoutWorkflow:
                     correlation_id=step.correlation_id))
             await self._failed_payouts(settled, step, [])
         await self._move(RunStatus.COMPLETED)
+
+    async def _late_news(self, step: RunStep) -> None:
+        """News after the run completed (a bank returns a paid payout days later): the run stays completed, the
+        payout moves, and a failed one's funds go back to the seller's balance."""
+        while self._news:
+            batch = []
+            while self._news and len(batch) < NEWS_PER_STEP:
+                batch.append(self._news.pop())
+            settled: Settled = await local_step(A.apply_payout_news, NewsBatch(
+                tenant_id=self._inp.tenant_id, run_id=self._inp.run_id, news=batch,
+                correlation_id=step.correlation_id))
+            await self._failed_payouts(settled, step, [])
 
     async def _failed_payouts(self, settled: Settled, step: RunStep, refused: list[str]) -> None:
         """Failed payouts' funds go back to the sellers' balances, and finance hears of each."""

@@ -166,3 +166,20 @@ async def test_finance_runs_and_approves_a_payout_run_from_the_cli(stack: Stack,
         assert code == 0, out
         run = await wait_for(http, f"/v1/payouts/runs/{run_id}", lambda b: b["status"] == "completed", 60)
     assert run["trigger"] == "cli" and run["decided_by"] == "cli" and run["totals"] == {"USD": "10.00"}
+
+
+async def test_a_payout_the_bank_returns_after_paid_gives_the_funds_back(stack: Stack, tenant: tuple[str, str]
+                                                                        ) -> None:
+    async with stack.http(tenant[1]) as http:
+        account = await enabled_account(http, payout_method={"token": "ba_1NqReturnedAfterPaid"})
+        await split_payment(http, account["id"], "40.00", "4.00")
+        run = await start_run(http)
+        await wait_for(http, f"/v1/payouts/runs/{run['id']}", lambda b: b["status"] == "completed", 60)
+        payouts = (await http.get("/v1/payouts", params={"run_id": run["id"]})).json()["data"]
+        (payout,) = await asyncio.gather(wait_for(
+            http, f"/v1/payouts/{payouts[0]['id']}", lambda b: b["status"] == "failed" and b["funds_returned"], 60))
+        assert payout["failure_code"] == "account_closed" and payout["amount"] == "36.00"
+        now = await balances(http)
+        assert now[f"seller_payable:{account['id']}:USD"] == -36_000_000  # owed again, for the next run
+        assert now.get(f"payouts_in_transit:{account['id']}:USD", 0) == 0
+        assert (await http.get("/v1/ledger/trial_balance")).json()["balanced"] is True

@@ -396,6 +396,23 @@ async def test_a_run_started_again_to_follow_up_applies_late_news(bench: Bench) 
     assert bench.book.pages == []  # nothing computed again
 
 
+async def test_a_payout_returned_after_its_run_completed_gives_the_funds_back(bench: Bench) -> None:
+    bench.book.status, bench.book.lines = "completed", ["acct_1"]
+    bench.book.payouts = {"po_acct_1": "paid"}
+    async with bench.worker():
+        inp = bench.input(start="follow")
+        handle = await bench.client.start_workflow(
+            PayoutWorkflow.run, inp, id=bench.wf_id, task_queue=bench.task_queue,
+            start_signal=c.PAYOUT_EVENT_SIGNAL, start_signal_args=[PayoutNews(
+                event_id="evt_returned", payout_id="po_acct_1", status="failed", failure_code="account_closed")],
+            search_attributes=start_search_attributes(inp))
+        bench.started.append(bench.wf_id)
+        final = await handle.result()
+    assert final.status == "completed" and bench.book.payouts == {"po_acct_1": "failed"}
+    assert bench.book.returned == {"po_acct_1"} and bench.book.moves == []  # the run itself does not move
+    assert [n.kind for n in bench.book.notes] == ["payout.failed", "payout.run_completed"]
+
+
 async def test_the_weekly_fan_out_opens_one_run_per_tenant_once(bench: Bench) -> None:
     tenants = ["22222222-2222-2222-2222-222222222222", "33333333-3333-3333-3333-333333333333"]
     bench.book.tenants = tenants
