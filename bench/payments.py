@@ -1427,4 +1427,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The Temporal client's native threads can abort the interpreter's finalisation (PyGILState_Release) after
+    # the report is out; the result is the report and this exit code, so skip finalisation.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -19,7 +19,6 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -272,10 +271,8 @@ class InvoiceWorkflow:
             await workflow.start_child_workflow(
                 DUNNING_WORKFLOW, dunning, id=dunning_workflow_id(inp.tenant_id, inp.invoice_id),
                 parent_close_policy=ParentClosePolicy.ABANDON, execution_timeout=timedelta(days=90),
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.TENANT_ID, inp.tenant_id),
-                    SearchAttributePair(sa.CUSTOMER_ID, plan.customer_id),
-                    SearchAttributePair(sa.INVOICE_ID, inp.invoice_id)]))
+                search_attributes=sa.at_start((sa.TENANT_ID, inp.tenant_id), (sa.CUSTOMER_ID, plan.customer_id),
+                                              (sa.INVOICE_ID, inp.invoice_id)))
         except WorkflowAlreadyStartedError:
             pass  # already dunning
 
@@ -321,11 +318,8 @@ class InvoiceWorkflow:
             await workflow.start_child_workflow(
                 REFUND_WORKFLOW, refund, id=refund_workflow_id(refund.tenant_id, refund.refund_id),
                 parent_close_policy=ParentClosePolicy.ABANDON, execution_timeout=timedelta(days=7),
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.TENANT_ID, refund.tenant_id),
-                    SearchAttributePair(sa.PAYMENT_ID, refund.payment_id),
-                    SearchAttributePair(sa.REFUND_ID, refund.refund_id),
-                    SearchAttributePair(sa.INVOICE_ID, self._inp.invoice_id)]))
+                search_attributes=sa.at_start((sa.TENANT_ID, refund.tenant_id), (sa.PAYMENT_ID, refund.payment_id),
+                                              (sa.REFUND_ID, refund.refund_id), (sa.INVOICE_ID, self._inp.invoice_id)))
         except WorkflowAlreadyStartedError:
             pass  # an earlier run started it: the refund is on its way
 
