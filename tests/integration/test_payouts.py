@@ -202,3 +202,25 @@ async def test_a_seller_settling_in_eur_is_paid_usd_charges_converted(stack: Sta
     quoted, arrived = Decimal(line["settlement_net"]), Decimal(payout["destination_amount"])
     assert abs(arrived - quoted * Decimal("0.99")) <= Decimal("0.01")
     assert trial["balanced"] is True
+
+
+async def test_a_rolling_reserve_is_held_back_and_a_refunded_share_pays_nothing(
+        stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        held = await enabled_account(http, reserve={"basis_points": 1000, "hold_days": 30})
+        await split_payment(http, held["id"], "100.00", "10.00")
+        owing = await enabled_account(http)
+        paid_in = await split_payment(http, owing["id"], "20.00", "2.00")
+        r = await http.post(f"/v1/payments/{paid_in['id']}/refunds", json={},
+                            headers={"Idempotency-Key": str(uuid.uuid4())})
+        await wait_for(http, f"/v1/refunds/{r.json()['id']}", lambda b: b["status"] == "succeeded")
+        run = await start_run(http)
+        await wait_for(http, f"/v1/payouts/runs/{run['id']}", lambda b: b["status"] == "completed", 60)
+        lines = {line["account_id"]: line for line in
+                 (await http.get(f"/v1/payouts/runs/{run['id']}/report")).json()["lines"]}
+        balance = (await http.get(f"/v1/connected_accounts/{held['id']}/balance")).json()
+    # 10 % of the 90.00 share is held for 30 days: 81.00 paid, 9.00 stays.
+    assert (lines[held["id"]]["reserve"], lines[held["id"]]["net"]) == ("9.00", "81.00")
+    assert lines[held["id"]]["carried_forward"] == "9.00" and lines[held["id"]]["decision"] == "pay"
+    assert (lines[owing["id"]]["net"], lines[owing["id"]]["decision"]) == ("0.00", "nothing")
+    assert balance["object"] == "connected_account_balance"
