@@ -11,7 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -122,8 +122,9 @@ async def test_a_run_approved_by_finance_pays_and_a_failed_payout_returns_the_fu
     assert {"billing.payout.created.v1", "billing.payout.paid.v1", "billing.payout.failed.v1"} <= types
 
 
-async def test_the_weekly_schedule_opens_a_run_for_each_tenant(stack: Stack, tenant: tuple[str, str]) -> None:
+async def test_the_weekly_schedule_opens_a_run_that_waits_for_finance(stack: Stack, tenant: tuple[str, str]) -> None:
     async with stack.http(tenant[1]) as http:
+        await http.put("/v1/tenant/settings", json={"payout_approval_required": True, "payout_approval_hours": 48})
         account = await enabled_account(http)
         await split_payment(http, account["id"], "30.00", "3.00")
     await ensure_schedules(stack.client, stack.settings)
@@ -134,6 +135,11 @@ async def test_the_weekly_schedule_opens_a_run_for_each_tenant(stack: Stack, ten
         await schedule.trigger()  # what Monday morning does
         run_id = scheduled_run_id(tenant[0], datetime.now(UTC).date())
         async with stack.http(tenant[1]) as http:
+            run = await wait_for(http, f"/v1/payouts/runs/{run_id}",
+                                 lambda b: b.get("status") == "awaiting_approval", 60)
+            deadline = datetime.fromisoformat(run["approval_deadline"]) - datetime.fromisoformat(run["created_at"])
+            assert timedelta(hours=47) < deadline <= timedelta(hours=48)
+            assert (await http.post(f"/v1/payouts/runs/{run_id}/approve")).status_code == 200
             run = await wait_for(http, f"/v1/payouts/runs/{run_id}", lambda b: b.get("status") == "completed", 60)
     finally:
         await schedule.delete()
