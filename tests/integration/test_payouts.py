@@ -230,3 +230,18 @@ async def test_a_rolling_reserve_is_held_back_and_a_refunded_share_pays_nothing(
     assert lines[held["id"]]["carried_forward"] == "9.00" and lines[held["id"]]["decision"] == "pay"
     assert (lines[owing["id"]]["net"], lines[owing["id"]]["decision"]) == ("0.00", "nothing")
     assert balance["object"] == "connected_account_balance"
+
+
+async def test_without_webhooks_the_run_polls_the_provider(stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        account = await enabled_account(http)
+        await split_payment(http, account["id"], "15.00", "1.50")
+        s = stack.settings
+        drop, poll = s.sandbox_webhook_drop_rate, s.payout_poll_seconds
+        s.sandbox_webhook_drop_rate, s.payout_poll_seconds = 1.0, 1.0  # every webhook lost; a poll each second
+        try:
+            run = await start_run(http)
+            run = await wait_for(http, f"/v1/payouts/runs/{run['id']}", lambda b: b["status"] == "completed", 60)
+        finally:
+            s.sandbox_webhook_drop_rate, s.payout_poll_seconds = drop, poll
+    assert run["payouts"] == {"paid": 1} and run["totals"] == {"USD": "13.50"}
