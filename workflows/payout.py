@@ -149,6 +149,9 @@ class PayoutWorkflow:
             await self._settle(step)
         if self._state.status == RunStatus.COMPLETED:  # the notification's id names the run: told once
             await self._notify("payout.run_completed", "Payout run completed", self._summary())
+            # News that came while the run was ending (a payout paid and returned at once) reached this run, not
+            # a follow-up: apply it before ending.
+            await self._late_news(step)
         return await finish(self._state)
 
     async def _compute(self) -> int:
