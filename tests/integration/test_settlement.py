@@ -1,7 +1,8 @@
 """Settlement reconciliation on the real stack: sandbox activity (charges, a split charge, a refund, a lost
-dispute), the sandbox's settlement file against our records. Clean, it reconciles to zero variance; with each kind
-of discrepancy injected into the sandbox's balance transactions, each is found once, stored, listed, exported as
-CSV, and the variance gauge on /metrics says so."""
+dispute, and charges and a refund in EUR and GBP settled in USD at the provider's rate), the sandbox's settlement
+file against our records. Clean, it reconciles to zero variance; with each kind of discrepancy injected into the
+sandbox's balance transactions, each is found once, stored, listed, exported as CSV, and the variance gauge on
+/metrics says so."""
 
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ async def paid(http: httpx.AsyncClient, amount: str, token: str = "pm_card_visa"
     return await wait_status(http, r.json()["id"], {"completed"})
 
 
+async def paid_in(http: httpx.AsyncClient, amount: str, currency: str) -> dict:
+    cid, pm = await customer_with_method(http)
+    r = await pay(http, cid, pm, amount, currency)
+    assert r.status_code == 201, r.text
+    return await wait_status(http, r.json()["id"], {"completed"})
+
+
 async def report(stack: Stack, tenant_id: str, start: datetime, end: datetime, in_flight: timedelta,
                  case: str | None = None) -> SettlementResult:
     """What `paysaga reconcile settlement --from --to` runs (services.settlement_reports.run_now), for one tenant."""
@@ -65,7 +73,14 @@ async def test_a_clean_day_reconciles_to_zero_and_each_injected_kind_is_found_on
     tenant_id, db = tenant[0], stack.admin_pool
     start = datetime.now().astimezone() - timedelta(minutes=1)
     async with stack.http(tenant[1]) as http:
+        # Settled in USD: a charge in EUR or GBP is converted by the provider, at its rate.
+        assert (await http.put("/v1/tenant/settings", json={"settlement_currency": "USD"})).status_code == 200
         charges = [await paid(http, amount) for amount in ("10.00", "20.00", "30.00", "40.00", "55.55")]
+        abroad = [await paid_in(http, amount, currency) for amount, currency in (("80.00", "EUR"), ("19.99", "GBP"))]
+        r = await http.post(f"/v1/payments/{abroad[0]['id']}/refunds", json={"amount": "30.00"},
+                            headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text
+        await wait_for(http, f"/v1/refunds/{r.json()['id']}", lambda b: b["status"] == "succeeded")
         account = await new_account(http)
         await split_payment(http, account["id"], "25.00", "2.50")
         r = await http.post(f"/v1/payments/{charges[0]['id']}/refunds", json={"amount": "4.00"},
