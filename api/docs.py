@@ -40,6 +40,7 @@ REPLAYED = {"Idempotent-Replayed": {"description": "`true` when this is the stor
 REQUIRED_HEADERS = {"/v1/payments": ("Idempotency-Key",), "/v1/payments/{payment_id}/refunds": ("Idempotency-Key",),
                     "/v1/invoices": ("Idempotency-Key",), "/v1/invoices/{invoice_id}/pay": ("Idempotency-Key",),
                     "/v1/invoices/{invoice_id}/credit_notes": ("Idempotency-Key",),
+                    "/v1/connected_accounts": ("Idempotency-Key",), "/v1/payouts/runs": ("Idempotency-Key",),
                     "/v1/webhooks/stripe": ("Stripe-Signature",)}
 
 
