@@ -16,14 +16,17 @@ from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
 from activities.dunning import DunningActivities
 from activities.dunning_start import DunningStarter
+from activities.fx import build_rates
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
 from activities.payments import PaymentActivities
+from activities.payouts import PayoutActivities
 from activities.providers import build_provider
 from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
 from activities.renewals import RenewalActivities
 from activities.risk_report import RiskReportActivities
+from activities.settlement import SettlementActivities
 from activities.storage import build_object_store
 from activities.tax import build_tax_provider
 from contracts.invoices import CollectionTimings
@@ -37,15 +40,18 @@ from workflows.dispute import DisputeWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow
 from workflows.payment import PaymentWorkflow
+from workflows.payout import PayoutRunsWorkflow, PayoutWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.renewals import RenewalRunWorkflow
 from workflows.risk_report import RiskBiasReportWorkflow
+from workflows.settlement import SettlementReconciliationWorkflow
 
 log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
-             InvoiceWorkflow, DunningWorkflow, RenewalRunWorkflow]
+             InvoiceWorkflow, DunningWorkflow, PayoutWorkflow, PayoutRunsWorkflow,
+             SettlementReconciliationWorkflow, RenewalRunWorkflow]
 
 
 def collection_timings(settings: Settings) -> CollectionTimings:
@@ -81,18 +87,28 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             stack.push_async_callback(provider.aclose)
         scorer = BuiltinScorer(FraudPolicy(require_3ds_at=settings.fraud_require_3ds_at,
                                            review_at=settings.fraud_review_at))
+        # What conversions are quoted against (the ECB reference rates, PAYSAGA_FX_RATES_FILE): read once, here,
+        # in a thread, rather than by the first activity that converts, on the event loop.
+        rates = build_rates(settings)
+        try:
+            await asyncio.to_thread(lambda: rates.last_published)  # type: ignore[attr-defined]
+        except Exception as exc:  # a missing or broken rate file: conversions then book without a quote
+            log.warning("worker.fx_rates_unavailable", error=str(exc))
         timings = collection_timings(settings)
         dunning_starter = DunningStarter(pool, settings.task_queue, timings)
-        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, dunning=dunning_starter)
-        refunds = RefundActivities(pool, provider)
+        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, rates, dunning=dunning_starter)
+        refunds = RefundActivities(pool, provider, rates)
         reconcile = ReconcileActivities(pool, provider)
         reports = RiskReportActivities(pool)
-        disputes = DisputeActivities(pool, provider)
+        disputes = DisputeActivities(pool, provider, rates)
+        payouts = PayoutActivities(pool, provider, rates)
+        objects = build_object_store(settings)
+        settlement = SettlementActivities(pool, provider, objects, settings)
         notifier = build_notifier(settings, pool)
         notifications = NotificationActivities(notifier)
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
-        invoices = InvoiceActivities(pool, tax, build_object_store(settings), client)
+        invoices = InvoiceActivities(pool, tax, objects, client)
         renewals = RenewalActivities(pool, provider, tax, notifier, task_queue=settings.task_queue, timings=timings,
                                      dunning=dunning_starter)
         dunning = DunningActivities(pool)
@@ -113,6 +129,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         invoices.invoice_state, invoices.plan_collection, invoices.hand_over,
                         invoices.apply_invoice_action, invoices.reverse_tax, invoices.tell_dunning,
                         dunning.dunning_setup, dunning.advise_retry, dunning.record_dunning, dunning.finish_dunning,
+                        payouts.open_payout_run, payouts.payout_run_state, payouts.change_payout_run,
+                        payouts.list_payout_tenants, payouts.compute_payout_page, payouts.pay_out_batch,
+                        payouts.apply_payout_news, payouts.poll_payouts, payouts.return_payout_funds,
+                        settlement.settlement_tenants, settlement.reconcile_tenant,
                         renewals.plan_batches, renewals.due_summary, renewals.invoice_batch, renewals.charge_batch,
                         renewals.sweep],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive

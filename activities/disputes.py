@@ -12,9 +12,12 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.base import DisputeResult, PaymentProvider, ProviderUnavailable
+from activities.fx.base import FxRates
+from activities.providers.base import BalanceTransaction, DisputeResult, PaymentProvider, ProviderUnavailable
+from activities.refunds import settled_by_provider
 from activities.stores import disputes as dispute_store
-from activities.stores import ledger
+from activities.stores import ledger, provider_settlements, splits
+from activities.stores import payments as payment_store
 from contracts.disputes import (
     DisputeChange,
     DisputeInput,
@@ -33,22 +36,35 @@ log = structlog.get_logger("paysaga.billing")
 
 
 class DisputeActivities:
-    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider) -> None:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider, rates: FxRates | None = None) -> None:
         self._pool = pool
         self._provider = provider
+        self._rates = rates
+
+    async def _settled(self, provider_dispute_id: str, withdrawn: int | None, reinstated: int | None
+                       ) -> list[BalanceTransaction]:
+        wanted = {"dispute"} if withdrawn else set()
+        wanted |= {"dispute_reversal"} if reinstated else set()
+        if not wanted:
+            return []
+        found = []
+        for category in sorted(wanted):
+            found += await settled_by_provider(self._provider, provider_dispute_id, category)
+        return found
 
     # --- database steps (local activities) ----------------------------------------------------------------
     @activity.defn
     async def record_dispute(self, inp: DisputeInput) -> DisputeView:
         """The dispute as it opened: needs_response, the disputed amount withdrawn (an inquiry withdraws none)."""
+        withdrawn = 0 if inp.provider_status.startswith("warning_") else inp.amount_micros
+        settled = await self._settled(inp.provider_dispute_id, withdrawn, None)
         async with tenant_tx(self._pool, inp.tenant_id) as conn:
             existing = await dispute_store.fetch_dispute(conn, inp.dispute_id)
             if existing is not None:
                 return existing
-            withdrawn = 0 if inp.provider_status.startswith("warning_") else inp.amount_micros
             wf_id = dispute_workflow_id(inp.tenant_id, inp.dispute_id)
             view = await dispute_store.insert(conn, inp, withdrawn, wf_id)
-            await post_funds(conn, view, withdrawn=withdrawn)
+            await post_funds(conn, view, withdrawn=withdrawn, settled=settled, rates=self._rates)
             await dispute_store.record_dispute_event(
                 conn, view, 1, None, "dispute.created", inp.actor, wf_id,
                 {"reason": inp.reason, "amount_micros": inp.amount_micros, "funds_withdrawn_micros": withdrawn,
@@ -61,6 +77,13 @@ class DisputeActivities:
 
     @activity.defn
     async def apply_dispute_change(self, req: DisputeChange) -> DisputeView:
+        settled: list[BalanceTransaction] = []
+        if req.funds_withdrawn_micros or req.funds_reinstated_micros:
+            async with tenant_tx(self._pool, req.tenant_id) as conn:
+                current = await dispute_store.fetch_dispute(conn, req.dispute_id)
+            if current is not None:
+                settled = await self._settled(current.provider_dispute_id, req.funds_withdrawn_micros,
+                                              req.funds_reinstated_micros)
         async with tenant_tx(self._pool, req.tenant_id) as conn:
             row = await dispute_store.lock(conn, req.dispute_id)
             if row is None:
@@ -81,7 +104,8 @@ class DisputeActivities:
                 raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
             seq = row["event_seq"] + 1
             view = await dispute_store.apply_change(conn, req, new.value, seq)
-            await post_funds(conn, view, withdrawn=req.funds_withdrawn_micros, reinstated=req.funds_reinstated_micros)
+            await post_funds(conn, view, withdrawn=req.funds_withdrawn_micros, reinstated=req.funds_reinstated_micros,
+                             settled=settled, rates=self._rates)
             metadata: dict[str, object] = {}
             if req.evidence is not None:
                 metadata["evidence_fields"] = sorted(req.evidence)
@@ -135,12 +159,30 @@ class DisputeActivities:
 
 
 async def post_funds(conn: asyncpg.Connection, view: DisputeView, *, withdrawn: int | None = None,
-                     reinstated: int | None = None) -> None:
+                     reinstated: int | None = None, settled: list[BalanceTransaction] | None = None,
+                     rates: FxRates | None = None) -> None:
     """What moved with this change of the dispute, posted in its transaction (each movement once: the entry id
-    names the dispute and the movement)."""
+    names the dispute and the movement). A split charge's dispute takes back (and gives back) the fee and the
+    seller's share in proportion; what the provider settled books its fee and conversion."""
+    if not withdrawn and not reinstated:
+        return
+    split = await payment_store.lock_split(conn, view.payment_id)
     if withdrawn:
-        await ledger.post(conn, view.tenant_id, dispute_funds_withdrawn(
-            view.id, view.provider, Money(withdrawn, view.currency)))
+        amount = Money(withdrawn, view.currency)
+        await ledger.post(conn, view.tenant_id, await splits.withdrawal_entry(conn, view.id, split, view.provider,
+                                                                              amount) if split
+                          else dispute_funds_withdrawn(view.id, view.provider, amount))
     if reinstated:
-        await ledger.post(conn, view.tenant_id, dispute_funds_reinstated(
-            view.id, view.provider, Money(reinstated, view.currency)))
+        amount = Money(reinstated, view.currency)
+        await ledger.post(conn, view.tenant_id, await splits.reinstatement_entry(conn, view.id, split, view.provider,
+                                                                                 amount) if split
+                          else dispute_funds_reinstated(view.id, view.provider, amount))
+    for bt in settled or []:
+        back = bt.reporting_category == "dispute_reversal"
+        if (back and not reinstated) or (not back and not withdrawn):
+            continue
+        moved = Money(reinstated if back else -(withdrawn or 0), view.currency)
+        await provider_settlements.book(
+            conn, view.tenant_id, view.provider, source_type="dispute", source_id=view.id,
+            event="dispute.funds_reinstated" if back else "dispute.funds_withdrawn", bt=bt, presentment=moved,
+            rates=rates)

@@ -7,6 +7,7 @@ for that attempt — a retry never creates a second PaymentIntent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -16,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ai_client import AIClient, BuiltinScorer, gather_features, record_assessment
 from activities.dunning_start import DunningStarter
+from activities.fx.base import FxRates
 from activities.providers.base import (
     CardDeclined,
     CreateIntent,
@@ -24,6 +26,7 @@ from activities.providers.base import (
     PaymentProvider,
     ProviderUnavailable,
 )
+from activities.stores import connected_accounts as accounts
 from activities.stores import dead_letters
 from activities.stores import payment_methods as methods
 from activities.stores import payments as store
@@ -52,14 +55,15 @@ log = structlog.get_logger("paysaga.billing")
 
 class PaymentActivities:
     def __init__(
-        self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits, ai: AIClient | None = None, *,
-        dunning: DunningStarter | None = None,
+        self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits, ai: AIClient | None = None,
+        rates: FxRates | None = None, *, dunning: DunningStarter | None = None,
     ) -> None:
         self._pool = pool
         self._provider = provider
         self._limits = limits
         self._ai: AIClient = ai or BuiltinScorer(FraudPolicy())
         self._dunning = dunning
+        self._rates = rates  # what a conversion's rate is quoted against (activities/fx)
 
     # --- database steps (run as local activities: short, idempotent) --------------------------------------
     @activity.defn
@@ -82,9 +86,11 @@ class PaymentActivities:
                 return Admission(view=view, risk=risk)
             features = await gather_features(conn, inp.payment_id)
             token = await methods.provider_token(conn, inp.payment_method_id)
+            settlement_currency = (await accounts.settings_of(conn)).settlement_currency
         # The model is asked outside the transaction: a slow remote model never holds a database connection.
         fraud = await self._assess_fraud(req, features)
-        return Admission(view=view, risk=risk, fraud=fraud, payment_method_token=token)
+        return Admission(view=view, risk=risk, fraud=fraud, payment_method_token=token,
+                         settlement_currency=settlement_currency if settlement_currency != inp.currency else None)
 
     @activity.defn
     async def record_payment(self, inp: PaymentInput) -> PaymentView:
@@ -144,10 +150,12 @@ class PaymentActivities:
         columns: dict[str, object] = {}
         if req.next_action is not None or req.clear_next_action:
             columns["next_action"] = req.next_action
+        settled = await self._settled(req) if _completes(req) else None
         try:
             async with tenant_tx(self._pool, req.tenant_id) as conn:
                 view, changed = await store.apply_transition(
-                    conn, req.payment_id, req.command(), columns, req.actor, req.correlation_id, req.expected_seq)
+                    conn, req.payment_id, req.command(), columns, req.actor, req.correlation_id, req.expected_seq,
+                    settled=settled)
         except InvalidTransition as exc:
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
         if changed and view.status.is_terminal:
@@ -158,6 +166,28 @@ class PaymentActivities:
             # DunningWorkflow starts now (or, should this fail, by the renewal run's sweep of what is owed).
             await self._dunning.start_invoices(activity.client(), req.tenant_id, [view.invoice_id])
         return view
+
+    async def _settled(self, req: TransitionRequest) -> store.Settled | None:
+        """What the provider settled for the charge (its balance transaction: the amount in the settlement
+        currency, the fee), asked once when the payment completes. Best effort: a provider that cannot say now
+        never holds up the completion; the payment then completes without it (its fee and conversion unbooked,
+        which the settlement reconciliation shows)."""
+        async with tenant_tx(self._pool, req.tenant_id) as conn:
+            row = await store.settlement_context(conn, req.payment_id)
+        intent_id = req.provider_intent_id or (row["provider_intent_id"] if row else None)
+        if row is None or intent_id is None or PaymentStatus(row["status"]).is_terminal:
+            return None
+        lookup = getattr(self._provider, "balance_transactions_of", None)
+        if lookup is None:
+            return None
+        try:
+            found = await asyncio.wait_for(lookup(intent_id), SETTLEMENT_LOOKUP_SECONDS)
+        except Exception as exc:  # any failure here is "not known now", never a failed payment
+            log.warning("billing.settlement.unavailable", payment_id=req.payment_id, intent_id=intent_id,
+                        error=f"{type(exc).__name__}: {exc}")
+            return None
+        charges = [bt for bt in found if bt.reporting_category == "charge"]
+        return store.Settled(charges, self._rates) if charges else None
 
     # --- dead letters ---------------------------------------------------------------------------------------
     @activity.defn
@@ -202,7 +232,10 @@ class PaymentActivities:
         create = CreateIntent(
             payment_id=req.payment_id, tenant_id=req.tenant_id, attempt=req.attempt, amount_minor=minor,
             currency=money.currency, payment_method=token, description=req.description,
-            request_three_d_secure=req.request_three_d_secure,
+            request_three_d_secure=req.request_three_d_secure, destination=req.destination_account_id,
+            application_fee_minor=(Money(req.application_fee_micros or 0, money.currency)
+                                   .to_minor_units(RoundingMode.HALF_EVEN) if req.destination_account_id else None),
+            settlement_currency=req.settlement_currency,
         )
         try:
             intent = await self._provider.create_and_confirm(create)
@@ -245,6 +278,16 @@ class PaymentActivities:
             correlation_id=info.workflow_id, duration_ms=round((time.perf_counter() - started) * 1000, 2),
             **extra,
         )
+
+
+# A completion waits this long at most for the provider to say what it settled.
+SETTLEMENT_LOOKUP_SECONDS = 3.0
+_COMPLETING = (Transition.MARK_COMPLETED, Transition.CONFIRM_FROM_PENDING)
+
+
+def _completes(req: TransitionRequest) -> bool:
+    return req.transition in _COMPLETING or (req.transition == Transition.RECONCILE
+                                             and req.outcome == PaymentStatus.COMPLETED)
 
 
 def outcome_of(intent: Intent) -> IntentOutcome:

@@ -3,6 +3,7 @@ called with idempotency key = the refund id (a business id), so a retried call n
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -10,8 +11,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.base import PaymentProvider, ProviderUnavailable
-from activities.stores import ledger
+from activities.fx.base import FxRates
+from activities.payments import SETTLEMENT_LOOKUP_SECONDS
+from activities.providers.base import BalanceTransaction, PaymentProvider, ProviderUnavailable
+from activities.stores import ledger, provider_settlements, splits
 from activities.stores import payments as payment_store
 from activities.stores import refunds as refund_store
 from contracts.errors import INVALID_REQUEST, INVALID_TRANSITION
@@ -34,9 +37,10 @@ log = structlog.get_logger("paysaga.billing")
 
 
 class RefundActivities:
-    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider) -> None:
+    def __init__(self, pool: asyncpg.Pool, provider: PaymentProvider, rates: FxRates | None = None) -> None:
         self._pool = pool
         self._provider = provider
+        self._rates = rates
 
     @activity.defn
     async def record_refund(self, inp: RefundInput) -> RecordedRefund:
@@ -105,6 +109,8 @@ class RefundActivities:
 
     @activity.defn
     async def settle_refund(self, req: SettleRefund) -> RefundView:
+        settled = (await settled_by_provider(self._provider, req.provider_refund_id, "refund")
+                   if req.outcome == RefundStatus.SUCCEEDED else [])
         async with tenant_tx(self._pool, req.tenant_id) as conn:
             row = await refund_store.lock(conn, req.refund_id)
             if row is None:
@@ -121,9 +127,18 @@ class RefundActivities:
             view = await refund_store.settle(conn, req.refund_id, outcome, req.failure_code, seq,
                                              req.provider_refund_id)
             if outcome == RefundStatus.SUCCEEDED:  # the money went back: the ledger says so in this transaction
-                provider = await payment_store.provider_of(conn, view.payment_id)
-                await ledger.post(conn, view.tenant_id, refund_succeeded(
-                    view.id, provider or "unknown", Money(view.amount_micros, view.currency)))
+                provider = await payment_store.provider_of(conn, view.payment_id) or "unknown"
+                amount = Money(view.amount_micros, view.currency)
+                split = await payment_store.lock_split(conn, view.payment_id)
+                if split is not None:  # the fee and the seller's share are taken back in proportion
+                    await ledger.post(conn, view.tenant_id, await splits.refund_entry(conn, view.id, split, provider,
+                                                                                      amount))
+                else:
+                    await ledger.post(conn, view.tenant_id, refund_succeeded(view.id, provider, amount))
+                for bt in settled:
+                    await provider_settlements.book(conn, view.tenant_id, provider, source_type="refund",
+                                                    source_id=view.id, event="refund.succeeded", bt=bt,
+                                                    presentment=-amount, rates=self._rates)
             await refund_store.record_refund_event(conn, view, seq, row["status"], req.actor, req.correlation_id,
                                                    {"failure_code": req.failure_code} if req.failure_code else {})
         log.info("billing.execution.result", operation="refund", refund_id=view.id, payment_id=view.payment_id,
@@ -131,6 +146,20 @@ class RefundActivities:
                  correlation_id=req.correlation_id, amount_micros=view.amount_micros, currency=view.currency,
                  duration_ms=int((view.updated_at - view.created_at).total_seconds() * 1000))
         return view
+
+
+async def settled_by_provider(provider: object, source_id: str | None, category: str) -> list[BalanceTransaction]:
+    """The provider's balance transactions of an object, of one reporting category; best effort (none when it
+    cannot say now: the movement is booked without its fee and conversion, and the settlement report shows it)."""
+    lookup = getattr(provider, "balance_transactions_of", None)
+    if source_id is None or lookup is None:
+        return []
+    try:
+        found: list[BalanceTransaction] = await asyncio.wait_for(lookup(source_id), SETTLEMENT_LOOKUP_SECONDS)
+    except Exception as exc:  # never a failed refund or dispute for it
+        log.warning("billing.settlement.unavailable", source_id=source_id, error=f"{type(exc).__name__}: {exc}")
+        return []
+    return [bt for bt in found if bt.reporting_category == category]
 
 
 def _rejected(code: str, message: str) -> RecordedRefund:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import (
     audit,
     catalogue,
+    connected_accounts,
     dead_letters,
     disputes,
     docs,
@@ -23,7 +24,9 @@ from api import (
     ledger,
     payment_methods,
     payments,
+    payouts,
     problems,
+    reconciliation,
     refunds,
     sandbox,
     schemas,
@@ -39,8 +42,9 @@ from api.problems import problem_response
 from contracts.webhooks import Kind
 from paysaga.settings import Settings, get_settings
 from services import disputes as dispute_service
-from services import health
+from services import health, settlement_reports
 from services import payments as payment_service
+from services import payouts as payout_service
 from services import refunds as refund_service
 from services.context import app_context
 from services.webhooks import VERIFIERS, KindHandler, Verifier, WebhookIntake
@@ -50,6 +54,8 @@ WEBHOOK_HANDLERS: Mapping[Kind, KindHandler] = {
     "payment": payment_service.on_webhook,
     "refund": refund_service.on_webhook,
     "dispute": dispute_service.on_webhook,
+    "payout": payout_service.on_webhook,
+    "account": payout_service.on_account_webhook,
 }
 
 
@@ -100,7 +106,7 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
     for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices, tax,
-                   catalogue, subscriptions, webhooks):
+                   catalogue, subscriptions, connected_accounts, payouts, reconciliation, webhooks):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)
@@ -129,6 +135,11 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
             for metric, label, value in await health.billing_metrics(request.app.state.ctx):
                 gauges[metric].labels(label).set(value)
         except Exception:  # as above
+            pass
+        try:
+            for tenant_id, currency, ratio in await settlement_reports.variance_by_tenant(request.app.state.ctx):
+                metrics.settlement_variance.labels(tenant_id, currency).set(ratio)
+        except Exception:  # the same: the last values stand
             pass
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -42,6 +42,7 @@ REQUIRED_HEADERS = {"/v1/payments": ("Idempotency-Key",), "/v1/payments/{payment
                     "/v1/invoices/{invoice_id}/credit_notes": ("Idempotency-Key",),
                     "/v1/products": ("Idempotency-Key",), "/v1/prices": ("Idempotency-Key",),
                     "/v1/prices/{price_id}/revise": ("Idempotency-Key",), "/v1/subscriptions": ("Idempotency-Key",),
+                    "/v1/connected_accounts": ("Idempotency-Key",), "/v1/payouts/runs": ("Idempotency-Key",),
                     "/v1/webhooks/stripe": ("Stripe-Signature",)}
 
 

@@ -22,6 +22,11 @@ class ApiMetrics:
         self.webhook_events = Counter(
             "paysaga_webhook_events_total", "Webhook deliveries by outcome", ["outcome"], registry=self.registry
         )
+        # Of each tenant's latest settlement reconciliation report, per settlement currency: unexplained
+        # discrepancy ÷ volume (deploy/prometheus/paysaga-alerts.yml alerts at the 0.01 % objective).
+        self.settlement_variance = Gauge(
+            "paysaga_settlement_variance_ratio", "Settlement reconciliation variance (unexplained / volume) of the "
+            "latest report", ["tenant_id", "currency"], registry=self.registry)
         self.webhook_seconds = Histogram(
             "paysaga_webhook_processing_seconds", "Webhook processing latency", registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1),

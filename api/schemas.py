@@ -121,6 +121,8 @@ class Payment(Out):
     risk: Risk
     fraud: Fraud | None
     workflow_id: str
+    destination: str | None = Field(default=None, description="A split charge's connected account")
+    application_fee: str | None = Field(default=None, description="What the platform keeps of a split charge")
     created_at: str
     updated_at: str
 
@@ -494,6 +496,218 @@ class TaxRegistrationList(Out):
     object: Literal["list"]
     data: list[TaxRegistration]
     has_more: bool
+
+
+# --- connected accounts and the tenant's settings -----------------------------------------------------------------
+class PayoutScheduleOut(Out):
+    interval: Literal["weekly", "daily", "manual"]
+    weekday: str
+    delay_days: int
+    minimum: str | None
+
+
+class ReserveOut(Out):
+    basis_points: int
+    hold_days: int
+    fixed: str | None
+
+
+class PayoutMethodOut(Out):
+    token: str = Field(description="The provider's token; bank details never reach paysaga")
+    last4: str | None
+
+
+class ConnectedAccount(Out):
+    id: str
+    object: Literal["connected_account"]
+    country: str
+    settlement_currency: str
+    display_name: str | None
+    email: str | None
+    onboarding_status: Literal["pending", "restricted", "enabled", "rejected"]
+    payouts_enabled: bool
+    provider: str
+    provider_account_id: str | None
+    payout_schedule: PayoutScheduleOut
+    reserve: ReserveOut
+    payout_method: PayoutMethodOut | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ConnectedAccountList(Out):
+    object: Literal["list"]
+    data: list[ConnectedAccount]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PayoutLineOut(Out):
+    """One account and currency of a payout run (amounts are decimal strings in `currency`)."""
+
+    account_id: str
+    currency: str
+    period_start: str
+    period_end: str
+    payout_date: str
+    brought_forward: str
+    gross: str
+    fees: str
+    refunds: str
+    disputes: str
+    other: str
+    balance: str
+    reserve: str
+    net: str
+    carried_forward: str
+    pending: str
+    decision: Literal["pay", "nothing", "negative", "below_minimum", "not_enabled"]
+    settlement_currency: str | None
+    settlement_net: str | None
+    fx_rate: str | None
+    fx_as_of: str | None
+    fx_source: str | None
+
+
+class ConnectedAccountBalance(Out):
+    object: Literal["connected_account_balance"]
+    account_id: str
+    as_of: str
+    lines: list[PayoutLineOut]
+
+
+class TenantSettings(Out):
+    object: Literal["tenant_settings"]
+    settlement_currency: str | None
+    payout_approval_required: bool
+    payout_approval_hours: int
+    payout_reminder_hours: int
+
+
+# --- payouts --------------------------------------------------------------------------------------------------
+class PayoutRun(Out):
+    id: str
+    object: Literal["payout_run"]
+    status: Literal["computing", "awaiting_approval", "rejected", "expired", "paying", "settling", "completed"]
+    as_of: str
+    trigger: Literal["schedule", "api", "cli"]
+    requested_by: str
+    connected_account_id: str | None
+    approval_required: bool
+    approval_deadline: str | None
+    decided_by: str | None
+    decision_reason: str | None
+    accounts: int
+    payable: int
+    payouts: dict[str, int] = Field(description="How many of its payouts are in each status")
+    totals: dict[str, str] = Field(description="Net paid (or to pay) per currency")
+    workflow_id: str
+    created_at: str | None
+    updated_at: str | None
+
+
+class PayoutRunList(Out):
+    object: Literal["list"]
+    data: list[PayoutRun]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PayoutReportLine(PayoutLineOut):
+    payout_id: str | None
+    payout_status: str | None
+
+
+class PayoutReport(Out):
+    object: Literal["payout_report"]
+    run_id: str
+    status: str
+    as_of: str
+    lines: list[PayoutReportLine]
+
+
+class Payout(Out):
+    id: str
+    object: Literal["payout"]
+    run_id: str
+    account_id: str
+    status: Literal["pending", "in_transit", "paid", "failed", "canceled"]
+    amount: str
+    amount_micros: int
+    currency: str
+    period_start: str
+    period_end: str
+    provider_transfer_id: str | None
+    provider_payout_id: str | None
+    destination_amount: str | None
+    destination_currency: str | None
+    failure_code: str | None
+    failure_message: str | None
+    funds_returned: bool
+    created_at: str
+    updated_at: str
+
+
+class PayoutList(Out):
+    object: Literal["list"]
+    data: list[Payout]
+    has_more: bool
+    next_cursor: str | None
+
+
+# --- settlement reconciliation ------------------------------------------------------------------------------------
+class SettlementCurrency(Out):
+    currency: str
+    volume: str
+    unexplained: str
+    variance_ratio: str = Field(description="Unexplained ÷ volume, as a decimal (exact to 12 places)")
+    variance_ppm: int = Field(description="The ratio in parts per million, rounded up")
+    matched: int
+    discrepancies: int
+    in_flight: int
+    exceeds: bool = Field(description="At or above the objective (0.01 %)")
+
+
+class SettlementDiscrepancy(Out):
+    seq: int
+    currency: str
+    kind: Literal["missing_internal", "missing_at_provider", "amount", "currency", "fee", "timing"]
+    key: str
+    expected: str | None
+    actual: str | None
+    variance: str
+    explained: bool
+    detail: str
+    records: list[dict[str, Any]]
+    lines: list[dict[str, Any]]
+
+
+class SettlementReport(Out):
+    id: str
+    object: Literal["settlement_report"]
+    kind: Literal["daily", "weekly", "manual"]
+    window_start: str
+    window_end: str
+    provider: str
+    source_key: str | None
+    lines: int
+    records: int
+    matched: int
+    discrepancies: int
+    exceeds: bool
+    currencies: list[SettlementCurrency]
+    generated_by: str
+    created_at: str
+    discrepancy_list: list[SettlementDiscrepancy] | None = Field(
+        default=None, description="With GET …/{id}: every discrepancy, with the records and lines behind it")
+
+
+class SettlementReportList(Out):
+    object: Literal["list"]
+    data: list[SettlementReport]
+    has_more: bool
+    next_cursor: str | None
 
 
 # --- the catalogue and the billing policy ----------------------------------------------------------------------

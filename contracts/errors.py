@@ -29,3 +29,7 @@ INVOICE_ALREADY_COLLECTING = "InvoiceAlreadyCollecting"  # another payment of th
 
 # Updates of InvoiceWorkflow: the refusal's code (e.g. invoice-action-not-allowed) is the error's type.
 INVOICE_REFUSED = "InvoiceRefused"
+
+# Updates of PayoutWorkflow.
+PAYOUT_RUN_NOT_AWAITING_APPROVAL = "PayoutRunNotAwaitingApproval"  # computing, or already decided or expired
+PAYOUT_RUN_DECIDED = "PayoutRunDecided"  # another request decided it first

@@ -43,6 +43,11 @@ class PaymentCreate(Body):
     currency: Currency
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
     metadata: Metadata = Field(default_factory=dict)
+    destination: Id | None = Field(default=None, description="A connected account (acct_…): a split charge whose "
+                                                            "share, less the application fee, is owed to it")
+    application_fee: DecimalAmount | None = Field(
+        default=None, description="What the platform keeps of a split charge, in the charge's currency (with a "
+                                  "destination only; default 0)")
 
 
 class CancelBody(Body):
@@ -64,6 +69,8 @@ class PaymentInput(BaseModel):
     idempotency_key: str | None = None
     actor: str = "api"
     invoice_id: str | None = None  # the invoice this payment collects, if any
+    destination_account_id: str | None = None  # a split charge: the connected account owed its share
+    application_fee_micros: int | None = None  # … and what the platform keeps of it
     # Timings travel with the input (not read from settings) so that a replay sees the values the run saw.
     webhook_wait_seconds: float = 30.0  # the first poll, if no webhook came; later polls back off from it
     poll_max_interval_seconds: float = 900.0  # the longest wait between two polls
@@ -102,6 +109,8 @@ class PaymentView(BaseModel):
     workflow_id: str
     event_seq: int = 0  # how many lifecycle events the payment has: the optimistic-concurrency token
     invoice_id: str | None = None
+    destination_account_id: str | None = None
+    application_fee_micros: int | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -180,6 +189,7 @@ class Admission(BaseModel):
     risk: RiskResult
     fraud: FraudResult | None = None
     payment_method_token: str | None = None  # what the provider is asked to charge (a token, never a card number)
+    settlement_currency: str | None = None  # the tenant's, when it has one: the provider converts into it
 
 
 class IntentRequest(BaseModel):
@@ -192,6 +202,9 @@ class IntentRequest(BaseModel):
     description: str | None = None
     request_three_d_secure: bool = False  # asked for by the advisory fraud score
     payment_method_token: str | None = None  # known from the admission step; else looked up
+    destination_account_id: str | None = None
+    application_fee_micros: int | None = None
+    settlement_currency: str | None = None
 
 
 class IntentOutcome(BaseModel):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import (
     SearchAttributeIndexedValueType,
     SearchAttributeKey,
@@ -31,9 +33,15 @@ SUBSCRIPTION_ID = SearchAttributeKey.for_keyword_list("SubscriptionId")
 DUNNING_STAGE = SearchAttributeKey.for_int("DunningStage")  # the retry stage a dunning run is at
 FRAUD_SCORE = SearchAttributeKey.for_int("FraudScore")  # e.g. FraudScore >= 60 in the UI
 FRAUD_ACTION = SearchAttributeKey.for_keyword("FraudAction")  # allow | require_3ds | review
+PAYOUT_RUN_ID = SearchAttributeKey.for_keyword_list("PayoutRunId")
+CONNECTED_ACCOUNT_ID = SearchAttributeKey.for_keyword_list("ConnectedAccountId")  # a run for one account
+# computing | awaiting_approval | paying | settling | completed | rejected | expired: no two share a word, so
+# Text (the last of the keyword lists went to ConnectedAccountId) and `PayoutStatus = "settling"` still works.
+PAYOUT_STATUS = SearchAttributeKey.for_text("PayoutStatus")
 
 ALL = (TENANT_ID, CUSTOMER_ID, PAYMENT_ID, PAYMENT_STATUS, CURRENCY, REFUND_ID, DISPUTE_ID, FRAUD_SCORE,
-       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS, SUBSCRIPTION_ID, DUNNING_STAGE)
+       FRAUD_ACTION, INVOICE_ID, INVOICE_STATUS, SUBSCRIPTION_ID, DUNNING_STAGE, PAYOUT_RUN_ID, CONNECTED_ACCOUNT_ID,
+       PAYOUT_STATUS)
 
 
 def cli_flags() -> list[str]:
@@ -51,7 +59,7 @@ def cli_type(key: SearchAttributeKey) -> str:
                 "INDEXED_VALUE_TYPE_")]
 
 
-def at_start(*pairs: tuple[SearchAttributeKey, str]) -> TypedSearchAttributes:
+def at_start(*pairs: tuple[SearchAttributeKey, Any]) -> TypedSearchAttributes:
     """Attributes known when a workflow starts go with the start request: no upsert, one visibility write fewer."""
     return TypedSearchAttributes([pair(key, value) for key, value in pairs])
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.payments import ProviderEvent
 from domain.intents import DECLINED, PAYMENT_FAILED_EVENT
 
-Kind = Literal["payment", "refund", "dispute", "other"]
-KINDS: tuple[Kind, ...] = ("payment", "refund", "dispute", "other")
+Kind = Literal["payment", "refund", "dispute", "payout", "account", "other"]
+KINDS: tuple[Kind, ...] = ("payment", "refund", "dispute", "payout", "account", "other")
 
 
 class RefundNews(BaseModel):
@@ -41,6 +41,31 @@ class DisputeNews(BaseModel):
     evidence_due_by: int | None = Field(default=None, description="unix seconds")
 
 
+class PayoutNotice(BaseModel):
+    """A connected account's payout, as its event (`payout.paid`, `payout.failed`, `payout.canceled`) says."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider_payout_id: str | None = None
+    payout_id: str | None = None  # ours (po_…), from the payout's metadata
+    status: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    account: str | None = None  # the provider's connected account
+
+
+class AccountNotice(BaseModel):
+    """A connected account's onboarding, as `account.updated` says."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider_account_id: str
+    account_id: str | None = None  # ours (acct_…), from the account's metadata
+    payouts_enabled: bool = False
+    details_submitted: bool = False
+    disabled_reason: str | None = None
+
+
 class NormalizedEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -58,6 +83,8 @@ class NormalizedEvent(BaseModel):
     created: int | None = None
     refunds: tuple[RefundNews, ...] = ()
     dispute: DisputeNews | None = None
+    payout: PayoutNotice | None = None
+    account: AccountNotice | None = None
     raw: dict[str, Any] = Field(default_factory=dict)  # Stripe: data.object; generic: the whole event
 
     def to_provider_event(self) -> ProviderEvent:

@@ -334,3 +334,17 @@ def split_dispute_funds_reinstated(dispute_id: str, split: SplitCharge, provider
         Line(_platform_fees(c), -withdrawn.fee.micros),
         Line(seller_payable(split.destination, c), -withdrawn.share.micros),
     ], memo=f"charge {split.charge_id} for {split.destination}")
+
+
+def onboarding_from_provider(*, payouts_enabled: bool, details_submitted: bool, disabled_reason: str | None
+                             ) -> OnboardingStatus:
+    """Where onboarding stands by what the provider says of the account (Stripe's `Account`): refused or closed
+    (`requirements.disabled_reason` rejected.*) → rejected; able to receive payouts → enabled; details handed in
+    but something missing or under review → restricted; else pending."""
+    if disabled_reason and disabled_reason.startswith("rejected"):
+        return OnboardingStatus.REJECTED
+    if payouts_enabled:
+        return OnboardingStatus.ENABLED
+    if details_submitted:
+        return OnboardingStatus.RESTRICTED
+    return OnboardingStatus.PENDING

@@ -381,3 +381,32 @@ def reconcile(records: Iterable[InternalRecord], lines: Iterable[SettlementLine]
     unexplained = _sum((d.variance for d in found if not d.explained), currency)
     return Reconciliation(window, currency, tuple(matched), tuple(found), volume, unexplained,
                           tuple(in_flight_records))
+
+
+def line_keys(line: SettlementLine) -> set[tuple[str, str]]:
+    """The keys a record may match a line by: its source, and for a charge's lines its PaymentIntent and charge."""
+    ids = {line.source_id, line.payment_intent_id, line.charge_id} - {None}
+    return {(i, line.reporting_category) for i in ids if i}
+
+
+def select_window(records: Iterable[InternalRecord], lines: Iterable[SettlementLine], window: SettlementWindow,
+                  carried: Iterable[InternalRecord] = ()) -> tuple[list[InternalRecord], list[SettlementLine]]:
+    """What a window reconciles, from records and lines read with a margin around it.
+
+    A record belongs to the window it was created in; a line belongs to its record's window, wherever the window's
+    edge fell between the two (a charge settled a second before midnight and booked a second after is one pair of
+    the next day); a line no record claims belongs to the window it was created in. ``carried``: the previous
+    window's records that were still in flight, taken again whatever their creation time.
+    """
+    def inside(at: datetime) -> bool:
+        return window.start <= at < window.end
+
+    records, lines, carried = list(records), list(lines), list(carried)
+    taken = [r for r in records if inside(r.created)]
+    seen = {r.record_id for r in taken}
+    taken += [r for r in carried if r.record_id not in seen]
+    ours = {r.key for r in taken}
+    elsewhere = {r.key for r in records if not inside(r.created)} - ours
+    kept = [line for line in lines
+            if line_keys(line) & ours or (not line_keys(line) & elsewhere and inside(line.created))]
+    return taken, kept

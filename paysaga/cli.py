@@ -196,13 +196,20 @@ def migrate() -> None:
     typer.echo("migrations applied")
 
 
-@app.command()
+reconcile_app = typer.Typer(help="Reconciliation: stuck payments (the default), or a settlement report.")
+app.add_typer(reconcile_app, name="reconcile")
+
+
+@reconcile_app.callback(invoke_without_command=True)
 def reconcile(
+    ctx: typer.Context,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing")] = False,
     older_than: Annotated[float, typer.Option(help="Seconds a payment must have been stuck")] = 600.0,
     limit: Annotated[int, typer.Option(help="Payments examined at most")] = 200,
 ) -> None:
     """Run one reconciliation of stuck pending/processing payments now (the Schedule runs it every 5 min)."""
+    if ctx.invoked_subcommand is not None:
+        return
     import json
 
     from contracts.reconciliation import ReconcileInput, ReconcileReport
@@ -217,6 +224,109 @@ def reconcile(
     typer.echo(json.dumps(asyncio.run(_run()).model_dump(), indent=2))
 
 
+def _instant(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@reconcile_app.command("settlement")
+def reconcile_settlement(
+    start: Annotated[str, typer.Option("--from", help="Start (ISO 8601 day or instant, UTC), e.g. 2026-11-30")],
+    end: Annotated[str, typer.Option("--to", help="End, exclusive, e.g. 2026-12-07")],
+    tenant: Annotated[str | None, typer.Option(help="The tenant's id or (unique) name; default: every tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """A settlement reconciliation report of [--from, --to) now (stored as a manual report). Exit code 1 if a
+    currency's variance is at or above 0.01 %."""
+    from paysaga.temporal import connect_client
+    from services.settlement_reports import run_now
+    from services.tenants import resolve_tenant
+
+    async def _run() -> Any:
+        settings = get_settings()
+        tenant_id = await resolve_tenant(_admin_url(), tenant) if tenant else None
+        return await run_now(await connect_client(settings), settings, tenant_id, _instant(start), _instant(end))
+
+    result = _run_admin(_run())
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        typer.echo(f"settlement {result.start:%Y-%m-%d %H:%M} .. {result.end:%Y-%m-%d %H:%M} UTC")
+        for report in result.reports:
+            for c in report.currencies:
+                kinds = ", ".join(f"{k} {n}" for k, n in sorted(c.discrepancies.items())) or "no discrepancies"
+                typer.echo(f"  {report.report_id}  tenant {report.tenant_id}  {c.currency}  variance "
+                           f"{c.variance_ppm} ppm{'  EXCEEDS 0.01 %' if c.exceeds else ''}  ({kinds})")
+        for failed in result.failed:
+            typer.echo(f"  tenant {failed}: the report failed (see the worker's log)")
+    _exit_after_temporal(1 if any(r.exceeds for r in result.reports) or result.failed else 0)
+
+
+payouts_app = typer.Typer(help="Payout runs to connected accounts.", no_args_is_help=True)
+app.add_typer(payouts_app, name="payouts")
+
+
+@payouts_app.command("run")
+def payouts_run(
+    tenant: Annotated[str, typer.Option(help="The tenant's id or (unique) name")],
+    as_of: Annotated[str | None, typer.Option(help="Pay periods ending on or before this day (default today)")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this connected account")] = None,
+) -> None:
+    """Open a payout run now (what finance's POST /v1/payouts/runs does); it may await approval."""
+    import uuid
+    from datetime import UTC, date, datetime
+
+    from paysaga.temporal import connect_client
+    from services.payouts import open_run, run_input
+    from services.tenants import resolve_tenant
+
+    async def _run() -> Any:
+        settings = get_settings()
+        tenant_id = await resolve_tenant(_admin_url(), tenant)
+        day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+        inp = run_input(settings, tenant_id, f"prun_{uuid.uuid4().hex[:24]}", day, "cli", "cli", account, None)
+        return await open_run(await connect_client(settings), settings, inp)
+
+    state = _run_admin(_run())
+    typer.echo(f"{state.run_id}: {state.status} (as of {state.as_of}; workflow {state.workflow_id})")
+    _exit_after_temporal(0)
+
+
+def _decide(run_id: str, tenant: str, decision: str, reason: str | None) -> None:
+    from paysaga.temporal import connect_client
+    from services.errors import ServiceError
+    from services.payouts import decide_run
+    from services.tenants import resolve_tenant
+
+    async def _run() -> Any:
+        settings = get_settings()
+        tenant_id = await resolve_tenant(_admin_url(), tenant)
+        try:
+            return await decide_run(await connect_client(settings), tenant_id, run_id, decision, "cli", reason)
+        except ServiceError as exc:
+            raise ValueError(exc.detail) from exc
+
+    state = _run_admin(_run())
+    typer.echo(f"{state.run_id}: {state.status}")
+    _exit_after_temporal(0)
+
+
+@payouts_app.command("approve")
+def payouts_approve(run_id: str, tenant: Annotated[str, typer.Option(help="The tenant's id or name")],
+                    reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Approve a run awaiting approval: it pays."""
+    _decide(run_id, tenant, "approve", reason)
+
+
+@payouts_app.command("reject")
+def payouts_reject(run_id: str, tenant: Annotated[str, typer.Option(help="The tenant's id or name")],
+                   reason: Annotated[str | None, typer.Option()] = None) -> None:
+    """Reject a run awaiting approval: it pays nothing."""
+    _decide(run_id, tenant, "reject", reason)
+
+
 def _admin_url() -> str:
     """The owner's connection: DATABASE_ADMIN_URL, or the running dev stack's (written by `paysaga dev`)."""
     url = get_settings().database_admin_url
@@ -224,6 +334,15 @@ def _admin_url() -> str:
         raise typer.BadParameter("no database to administer: start the dev stack (make run) or set "
                                  "DATABASE_ADMIN_URL to the owner role's connection URL")
     return url
+
+
+def _exit_after_temporal(code: int) -> None:
+    """End a command that used a Temporal client without the interpreter's teardown: the client's Rust threads
+    can outlive the event loop and crash a finalizing interpreter (SIGSEGV or SIGABRT after the work is done),
+    which would turn a done command into a failed one for its caller."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_admin(coro: Any) -> Any:

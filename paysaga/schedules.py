@@ -18,10 +18,17 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
+from contracts.payouts import PAYOUT_RUNS_SCHEDULE_ID, PAYOUT_RUNS_WORKFLOW, PayoutRunsInput
 from contracts.reconciliation import RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW, ReconcileInput
 from contracts.renewals import RENEWAL_RUN_WORKFLOW, RENEWAL_SCHEDULE_ID, Pacing, RenewalRunInput
 from contracts.risk import RISK_BIAS_REPORT_SCHEDULE_ID, RISK_BIAS_REPORT_WORKFLOW
-from paysaga.settings import Settings
+from contracts.settlement import (
+    SETTLEMENT_DAILY_SCHEDULE_ID,
+    SETTLEMENT_WEEKLY_SCHEDULE_ID,
+    SETTLEMENT_WORKFLOW,
+    SettlementInput,
+)
+from paysaga.settings import WEEKDAYS, Settings
 
 
 def renewal_input(settings: Settings, *, at: datetime | None = None, dry_run: bool = False) -> RenewalRunInput:
@@ -69,9 +76,46 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
                               catchup_window=timedelta(seconds=settings.renewal_catchup_window_seconds)),
     )
     for schedule_id, schedule in ((RECONCILE_SCHEDULE_ID, reconcile), (RISK_BIAS_REPORT_SCHEDULE_ID, bias_report),
-                                  (RENEWAL_SCHEDULE_ID, renewals)):
+                                  (RENEWAL_SCHEDULE_ID, renewals), *money_schedules(settings).items()):
         try:
             await client.create_schedule(schedule_id, schedule)
             log.info("schedule.created", schedule_id=schedule_id)
         except ScheduleAlreadyRunningError:
             pass
+
+
+def temporal_weekday(name: str) -> int:
+    """Temporal's day_of_week counts from Sunday (0); ours from Monday."""
+    return (WEEKDAYS.index(name) + 1) % 7
+
+
+def _at(hour: int, weekday: str | None = None) -> ScheduleSpec:
+    days = [ScheduleRange(temporal_weekday(weekday))] if weekday else [ScheduleRange(0, 6)]
+    return ScheduleSpec(calendars=[ScheduleCalendarSpec(day_of_week=days, hour=[ScheduleRange(hour)],
+                                                        minute=[ScheduleRange(0)], second=[ScheduleRange(0)])],
+                        time_zone_name="UTC")
+
+
+def money_schedules(settings: Settings) -> dict[str, Schedule]:
+    """The weekly payout runs, and the daily and weekly settlement reconciliation reports."""
+    skip = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
+    settlement = {"in_flight_hours": settings.settlement_in_flight_hours,
+                  "margin_hours": settings.settlement_margin_hours}
+    return {
+        PAYOUT_RUNS_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(
+                PAYOUT_RUNS_WORKFLOW, args=[PayoutRunsInput(
+                    batch_size=settings.payout_batch_size, poll_seconds=settings.payout_poll_seconds,
+                    provider_call_timeout_seconds=settings.provider_call_timeout_seconds)],
+                id="payout-runs", task_queue=settings.task_queue),
+            spec=_at(settings.payout_run_hour_utc, settings.payout_run_weekday), policy=skip),
+        SETTLEMENT_DAILY_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(SETTLEMENT_WORKFLOW, args=[SettlementInput(kind="daily", **settlement)],
+                                               id="settlement-daily-run", task_queue=settings.task_queue),
+            spec=_at(settings.settlement_daily_hour_utc), policy=skip),
+        SETTLEMENT_WEEKLY_SCHEDULE_ID: Schedule(
+            action=ScheduleActionStartWorkflow(SETTLEMENT_WORKFLOW, args=[SettlementInput(kind="weekly",
+                                                                                          **settlement)],
+                                               id="settlement-weekly-run", task_queue=settings.task_queue),
+            spec=_at(settings.settlement_weekly_hour_utc, settings.settlement_weekly_weekday), policy=skip),
+    }

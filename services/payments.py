@@ -13,6 +13,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.stores import connected_accounts as account_store
 from activities.stores import payments as store
 from activities.stores import renewals as renewal_store
 from contracts.auth import Principal
@@ -59,6 +60,9 @@ def payment_json(view: PaymentView) -> dict[str, Any]:
         "fraud": {"score": view.fraud_score, "action": view.fraud_action,
                   "reasons": (view.fraud_reasons or [])[:3]} if view.fraud_score is not None else None,
         "workflow_id": view.workflow_id,
+        "destination": view.destination_account_id,
+        "application_fee": (Money(view.application_fee_micros, view.currency).to_decimal_string()
+                            if view.application_fee_micros is not None else None),
         "created_at": view.created_at.isoformat(), "updated_at": view.updated_at.isoformat(),
     }
 
@@ -73,13 +77,34 @@ def parse_amount(amount: str, currency: str) -> Money:
     return money
 
 
+def application_fee(body: PaymentCreate, money: Money) -> Money | None:
+    """The platform's fee of a split charge (None without a destination): whole minor units, within the amount."""
+    if body.destination is None:
+        if body.application_fee is not None:
+            raise Unprocessable("application-fee-without-destination", "Invalid application fee",
+                                "An application fee is kept from a split charge: name its destination.")
+        return None
+    if body.application_fee is None:
+        return Money.zero(money.currency)
+    try:
+        fee = Money.parse(body.application_fee, money.currency)
+    except MoneyError as exc:
+        raise Unprocessable("invalid-application-fee", "Invalid application fee", str(exc)) from exc
+    if fee.is_negative() or fee > money:
+        raise Unprocessable("invalid-application-fee", "Invalid application fee",
+                            f"The application fee must be within 0 and the amount ({money.to_decimal_string()}).")
+    return fee
+
+
 def payment_input(settings: Settings, who: Principal, payment_id: str, body: PaymentCreate, money: Money,
                   key: str | None) -> PaymentInput:
     """The workflow's input; timings come from settings now and travel with the run from then on."""
+    fee = application_fee(body, money)
     return PaymentInput(
         tenant_id=who.tenant_id, payment_id=payment_id, customer_id=body.customer_id,
         payment_method_id=body.payment_method_id, amount_micros=money.micros, currency=money.currency,
         description=body.description, metadata=body.metadata, idempotency_key=key, actor=who.actor,
+        destination_account_id=body.destination, application_fee_micros=fee.micros if fee is not None else None,
         webhook_wait_seconds=settings.webhook_wait_seconds,
         poll_max_interval_seconds=settings.poll_max_interval_seconds,
         three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
@@ -97,9 +122,18 @@ async def create(ctx: AppContext, who: Principal, body: PaymentCreate, key: str 
     Idempotency-Key answers the same payment."""
     key = idempotency.require_key(key)
     money = parse_amount(body.amount, body.currency)
+    application_fee(body, money)
 
     async def check(conn: asyncpg.Connection) -> None:
         await payment_methods.chargeable(conn, body.payment_method_id, body.customer_id)
+        if body.destination is not None:
+            account = await account_store.fetch(conn, body.destination)
+            if account is None:
+                raise Unprocessable("unknown-connected-account", "Unknown connected account",
+                                    f"No connected account {body.destination}.")
+            if account["onboarding_status"] == "rejected":
+                raise Unprocessable("connected-account-rejected", "Connected account rejected",
+                                    f"{body.destination} was rejected in onboarding: it takes no charges.")
 
     async def start(payment_id: str) -> idempotency.Answer:
         view = await start_workflow(ctx, payment_input(ctx.settings, who, payment_id, body, money, key))

@@ -4,7 +4,8 @@ inbox, and hand it to the handler of its kind — an explicit table the app is b
 - Unknown rail → 404 `unknown-webhook-provider`; bad, missing or stale signature → 400 `invalid-signature`; an
   authentic body that is no event of the rail's format → 400 `malformed-payload`.
 - The tenant is the one the event names or, for events that name only a PaymentIntent (Stripe's disputes), the
-  tenant whose payment holds that intent. Events of a known tenant are recorded in that tenant's inbox and the
+  tenant whose payment holds that intent (for a payout named only by the provider's id, the tenant whose payout
+  it is). Events of a known tenant are recorded in that tenant's inbox and the
   handler runs in the same transaction (it gets the connection): if the handler raises, the inbox row is rolled
   back and the provider's retry is processed again, so handlers are idempotent. An event id already in the inbox
   is answered `{"received": true, "duplicate": true}` without effect.
@@ -29,6 +30,7 @@ from activities.providers.webhooks.events import MalformedEvent, normalize, peek
 from activities.providers.webhooks.verifiers import VERIFIERS, SignatureError, Verifier
 from activities.stores import inbox, webhook_secrets
 from activities.stores import payments as payment_store
+from activities.stores import payouts as payout_store
 from contracts.webhooks import Kind, NormalizedEvent
 from paysaga.db import tenant_tx
 from services.context import AppContext
@@ -81,7 +83,14 @@ class WebhookIntake:
             return await handler(self._ctx, conn, event)
 
     async def _with_tenant(self, event: NormalizedEvent) -> NormalizedEvent:
-        """An event that names only a PaymentIntent belongs to the tenant whose payment holds it."""
+        """An event that names only a PaymentIntent belongs to the tenant whose payment holds it; one that names
+        only a provider's payout, to the tenant whose payout it is."""
+        if event.tenant_id is None and event.payout is not None and event.payout.provider_payout_id:
+            found = await payout_store.owners_of_provider_payout(self._ctx.pool, event.payout.provider_payout_id)
+            if len(found) == 1:
+                return event.model_copy(update={"tenant_id": found[0]["tenant_id"],
+                                                "reference_id": event.reference_id or found[0]["payout_id"]})
+            return event
         if event.tenant_id is not None or event.intent_id is None:
             return event
         owners = await payment_store.owners_of_intent(self._ctx.pool, event.intent_id)

@@ -307,7 +307,8 @@ def test_normalize_only_ever_raises_malformed_event(body: bytes) -> None:
 def test_webhook_dispatch_is_an_explicit_table() -> None:
     """Handlers are not registered by importing their modules: the app is built with this table."""
     from api.app import WEBHOOK_HANDLERS
-    from services import disputes, payments, refunds
+    from services import disputes, payments, payouts, refunds
 
     assert WEBHOOK_HANDLERS == {"payment": payments.on_webhook, "refund": refunds.on_webhook,
-                                "dispute": disputes.on_webhook}
+                                "dispute": disputes.on_webhook, "payout": payouts.on_webhook,
+                                "account": payouts.on_account_webhook}

@@ -64,6 +64,7 @@ class PaymentWorkflow:
         self._dead_letters: DeadLetters | None = None
         self._published: dict[str, Any] = {}  # search attributes as last set
         self._token: str | None = None  # the payment method's provider token, from the admission step
+        self._settlement_currency: str | None = None  # the tenant's, from the admission step
 
     # --- messages -------------------------------------------------------------------------------------------
     @workflow.update(name=c.SUBMITTED_UPDATE)
@@ -134,7 +135,8 @@ class PaymentWorkflow:
             tenant_id=inp.tenant_id, payment_id=inp.payment_id, attempt=self._view.attempt,
             payment_method_id=inp.payment_method_id, amount_micros=inp.amount_micros, currency=inp.currency,
             description=inp.description, request_three_d_secure=bool(fraud and fraud.requires_3ds),
-            payment_method_token=self._token,
+            payment_method_token=self._token, destination_account_id=inp.destination_account_id,
+            application_fee_micros=inp.application_fee_micros, settlement_currency=self._settlement_currency,
         )
         compensations = [(A.cancel_intent, intent_req)]  # registered before the step it undoes
         try:
@@ -157,6 +159,7 @@ class PaymentWorkflow:
         admission: Admission = await local_step(A.admit_payment, inp)
         self._view = admission.view
         self._token = admission.payment_method_token
+        self._settlement_currency = admission.settlement_currency
         return admission.fraud
 
     async def _admit_step_by_step(self, inp: PaymentInput) -> FraudResult | None:

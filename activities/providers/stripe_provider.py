@@ -12,26 +12,51 @@ Parameters work on real Stripe and on localstripe (which rejects any parameter i
 `payment_method_types=["card"]` rather than `automatic_payment_methods`, so that a server-side confirm
 without `return_url` is valid on Stripe; `description` and `return_url` are sent only when set (localstripe
 rejects both with a 400, i.e. ValueError).
+
+Connect ("separate charges and transfers"): a split charge carries `transfer_group` (the payment id) and the
+destination in its metadata, and lands whole in the platform's balance; the payout run then makes a `Transfer`
+to the connected account and a `Payout` on it (`Stripe-Account` header), each with its idempotency key. Accounts
+are `custom` accounts with the `transfers` capability, their payout method an external-account token. What the
+platform settled for an object is its `BalanceTransaction` (expanded from the charge, refund, dispute or
+transfer); `settlement_report` lists the platform's balance transactions of a window (`expand[]=data.source`,
+keeping the tenant's: their source's `metadata.tenant_id`, a dispute through its PaymentIntent) and the payouts of
+the given connected accounts, written as the itemized payout reconciliation report's columns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, NoReturn
 
 import stripe
 
+from activities.fx.base import published_rate
 from activities.providers.base import (
+    Balance,
+    BalanceTransaction,
     CardDeclined,
     CardDetails,
     ChargeResult,
+    CreateAccount,
     CreateIntent,
+    CreatePayout,
+    CreateTransfer,
     DisputeResult,
     Intent,
     IntentStatus,
+    PayoutResult,
+    ProviderAccount,
     ProviderUnavailable,
     RefundResult,
+    TransferResult,
 )
+from activities.providers.settlement_report import write_settlement_report
+from domain.money import Money, get_currency
+from domain.settlement import SettlementLine
 
 # Stripe refuses to cancel intents in these states; for `cancel()` they are an answer, not an error.
 _NOT_CANCELABLE = {IntentStatus.CANCELED, IntentStatus.SUCCEEDED, IntentStatus.PROCESSING}
@@ -302,6 +327,258 @@ class StripeProvider:
             return _to_dispute((await self._client.v1.disputes.retrieve_async(dispute_id)).to_dict())
         except stripe.StripeError as err:
             _translate(err)
+
+    # --- Connect --------------------------------------------------------------------------------------------
+    async def create_account(self, req: CreateAccount) -> ProviderAccount:
+        params: dict[str, Any] = {"type": "custom", "country": req.country.upper(),
+                                  "default_currency": req.default_currency.lower(),
+                                  "capabilities": {"transfers": {"requested": True}}, "metadata": req.metadata}
+        if req.email:
+            params["email"] = req.email
+        try:
+            account = await self._client.v1.accounts.create_async(
+                params=params, options={"idempotency_key": req.idempotency_key})  # type: ignore[arg-type]
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_account(account.to_dict())
+
+    async def update_account(self, account_id: str, *, external_account: str | None = None) -> ProviderAccount:
+        params: dict[str, Any] = {}
+        if external_account is not None:
+            params["external_account"] = external_account
+        try:
+            account = await self._client.v1.accounts.update_async(account_id, params=params)  # type: ignore[arg-type]
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_account(account.to_dict())
+
+    async def retrieve_account(self, account_id: str) -> ProviderAccount:
+        try:
+            return _to_account((await self._client.v1.accounts.retrieve_async(account_id)).to_dict())
+        except stripe.StripeError as err:
+            _translate(err)
+
+    async def create_transfer(self, req: CreateTransfer) -> TransferResult:
+        params: dict[str, Any] = {"amount": req.amount_minor, "currency": req.currency.lower(),
+                                  "destination": req.destination, "metadata": req.metadata,
+                                  "expand": ["balance_transaction"]}
+        if req.transfer_group:
+            params["transfer_group"] = req.transfer_group
+        try:
+            transfer = (await self._client.v1.transfers.create_async(
+                params=params, options={"idempotency_key": req.idempotency_key})).to_dict()  # type: ignore[arg-type]
+            arrived = await self._destination_payment(transfer)
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_transfer(transfer, arrived)
+
+    async def _destination_payment(self, transfer: dict[str, Any]) -> dict[str, Any] | None:
+        """What reached the connected account: the balance transaction of the transfer's destination payment (on
+        that account, in its currency)."""
+        payment = transfer.get("destination_payment")
+        if not isinstance(payment, str):
+            return None
+        charge = await self._client.v1.charges.retrieve_async(
+            payment, params={"expand": ["balance_transaction"]},
+            options={"stripe_account": transfer["destination"]})
+        bt = charge.to_dict().get("balance_transaction")
+        return bt if isinstance(bt, dict) else None
+
+    async def reverse_transfer(self, transfer_id: str, idempotency_key: str) -> TransferResult:
+        try:
+            reversal = (await self._client.v1.transfers.reversals.create_async(
+                transfer_id, params={"expand": ["balance_transaction"]},
+                options={"idempotency_key": idempotency_key})).to_dict()
+            transfer = (await self._client.v1.transfers.retrieve_async(transfer_id)).to_dict()
+        except stripe.InvalidRequestError as err:
+            transfer = await self._retrieve_transfer(transfer_id)
+            if transfer.get("reversed"):  # already fully reversed: reversing twice is reversing once
+                return _to_transfer(transfer, None)
+            _translate(err)
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_transfer({**transfer, "balance_transaction": reversal.get("balance_transaction")}, None)
+
+    async def _retrieve_transfer(self, transfer_id: str) -> dict[str, Any]:
+        try:
+            return (await self._client.v1.transfers.retrieve_async(transfer_id)).to_dict()
+        except stripe.StripeError as err:
+            _translate(err)
+
+    async def create_payout(self, req: CreatePayout) -> PayoutResult:
+        try:
+            payout = await self._client.v1.payouts.create_async(
+                params={"amount": req.amount_minor, "currency": req.currency.lower(), "metadata": req.metadata},
+                options={"idempotency_key": req.idempotency_key, "stripe_account": req.account})
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_payout(payout.to_dict(), req.account)
+
+    async def retrieve_payout(self, account: str, payout_id: str) -> PayoutResult:
+        try:
+            payout = await self._client.v1.payouts.retrieve_async(payout_id, options={"stripe_account": account})
+        except stripe.StripeError as err:
+            _translate(err)
+        return _to_payout(payout.to_dict(), account)
+
+    async def retrieve_balance(self, account: str | None = None) -> Balance:
+        try:
+            found = await self._client.v1.balance.retrieve_async(
+                options={"stripe_account": account} if account else None)
+        except stripe.StripeError as err:
+            _translate(err)
+        body = found.to_dict()
+
+        def per_currency(key: str) -> dict[str, int]:
+            return {str(x["currency"]).upper(): int(x["amount"]) for x in body.get(key) or []}
+
+        return Balance(available=per_currency("available"), pending=per_currency("pending"))
+
+    async def balance_transactions_of(self, source_id: str) -> list[BalanceTransaction]:
+        v1 = self._client.v1
+        expand = {"expand": ["balance_transaction"]}
+        try:
+            if source_id.startswith("pi_"):
+                pi = (await v1.payment_intents.retrieve_async(
+                    source_id, params={"expand": ["latest_charge.balance_transaction"]})).to_dict()
+                charge = pi.get("latest_charge")
+                found = [charge.get("balance_transaction")] if isinstance(charge, dict) else []
+            elif source_id.startswith(("re_", "pyr_")):
+                found = [(await v1.refunds.retrieve_async(source_id, params=expand)).to_dict()  # type: ignore[arg-type]
+                         .get("balance_transaction")]
+            elif source_id.startswith(("du_", "dp_")):
+                found = list((await v1.disputes.retrieve_async(source_id)).to_dict().get("balance_transactions") or [])
+            elif source_id.startswith("tr_"):
+                found = [(await v1.transfers.retrieve_async(source_id, params=expand)).to_dict()  # type: ignore[arg-type]
+                         .get("balance_transaction")]
+            else:
+                page = await v1.balance_transactions.list_async(params={"source": source_id, "limit": 100})
+                found = [bt.to_dict() for bt in page.data]
+        except stripe.StripeError as err:
+            _translate(err)
+        return [_to_balance_transaction(bt) for bt in found if isinstance(bt, dict)]
+
+    async def settlement_report(self, tenant_id: str, start: datetime, end: datetime,
+                                connected_accounts: Sequence[str] = ()) -> str:
+        window = {"gte": int(start.timestamp()), "lt": int(end.timestamp())}
+        lines: list[SettlementLine] = []
+        owners: dict[str, bool] = {}
+        for bt in await self._all_balance_transactions({"created": window, "expand": ["data.source"]}, None):
+            source = bt.get("source")
+            if isinstance(source, dict) and await self._belongs_to(source, tenant_id, owners):
+                lines.append(_settlement_line(bt, source, None))
+        for account in connected_accounts:
+            for kind in ("payout", "payout_failure"):
+                for bt in await self._all_balance_transactions({"created": window, "type": kind}, account):
+                    lines.append(_settlement_line(bt, None, account))
+        out = io.StringIO(newline="")
+        write_settlement_report(sorted(lines, key=lambda line: line.created), out)
+        return out.getvalue()
+
+    async def _all_balance_transactions(self, params: dict[str, Any], account: str | None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params = {**params, "limit": 100}
+        try:
+            while True:
+                page = await self._client.v1.balance_transactions.list_async(
+                    params=params, options={"stripe_account": account} if account else None)  # type: ignore[arg-type]
+                found.extend(bt.to_dict() for bt in page.data)
+                if not page.has_more or not page.data:
+                    return found
+                params["starting_after"] = page.data[-1].id
+        except stripe.StripeError as err:
+            _translate(err)
+
+    async def _belongs_to(self, source: dict[str, Any], tenant_id: str, owners: dict[str, bool]) -> bool:
+        """The tenant's money: the source carries our metadata, or (a dispute) its PaymentIntent does."""
+        meta = source.get("metadata") or {}
+        if meta.get("tenant_id"):
+            return bool(meta.get("tenant_id") == tenant_id)
+        intent = source.get("payment_intent")
+        if source.get("object") != "dispute" or not isinstance(intent, str):
+            return False
+        if intent not in owners:
+            try:
+                pi = (await self._pi.retrieve_async(intent)).to_dict()
+            except stripe.StripeError as err:
+                _translate(err)
+            owners[intent] = (pi.get("metadata") or {}).get("tenant_id") == tenant_id
+        return owners[intent]
+
+
+def _to_account(a: dict[str, Any]) -> ProviderAccount:
+    requirements = a.get("requirements") or {}
+    externals = ((a.get("external_accounts") or {}).get("data")) or []
+    return ProviderAccount(
+        id=a["id"], country=a.get("country"),
+        default_currency=str(a["default_currency"]).upper() if a.get("default_currency") else None,
+        charges_enabled=bool(a.get("charges_enabled")), payouts_enabled=bool(a.get("payouts_enabled")),
+        details_submitted=bool(a.get("details_submitted")), disabled_reason=requirements.get("disabled_reason"),
+        external_account_last4=externals[0].get("last4") if externals else None)
+
+
+def _rate_text(value: Any) -> str | None:
+    """Stripe's exchange_rate (a JSON number) as the decimal text it was published as."""
+    if value is None:
+        return None
+    rate = published_rate(value)  # a published decimal: its denominator is a power of ten, so this is exact
+    return format(Decimal(rate.numerator) / Decimal(rate.denominator), "f")
+
+
+def _to_balance_transaction(bt: dict[str, Any], account: str | None = None) -> BalanceTransaction:
+    source = bt.get("source")
+    source_id = source.get("id") if isinstance(source, dict) else source
+    return BalanceTransaction(
+        id=bt["id"], type=str(bt.get("type")), reporting_category=str(bt.get("reporting_category") or bt.get("type")),
+        source_id=str(source_id or ""), currency=str(bt["currency"]).upper(), amount_minor=int(bt["amount"]),
+        fee_minor=int(bt.get("fee") or 0), net_minor=int(bt["net"]), exchange_rate=_rate_text(bt.get("exchange_rate")),
+        created=int(bt["created"]), available_on=int(bt.get("available_on") or bt["created"]), account=account)
+
+
+def _to_transfer(t: dict[str, Any], arrived: dict[str, Any] | None) -> TransferResult:
+    bt = t.get("balance_transaction")
+    return TransferResult(
+        id=t["id"], amount_minor=int(t["amount"]), currency=str(t["currency"]).upper(), destination=t["destination"],
+        destination_amount_minor=int(arrived["amount"]) if arrived else None,
+        destination_currency=str(arrived["currency"]).upper() if arrived else None,
+        reversed=bool(t.get("reversed")),
+        balance_transaction=_to_balance_transaction(bt) if isinstance(bt, dict) else None)
+
+
+def _to_payout(p: dict[str, Any], account: str) -> PayoutResult:
+    return PayoutResult(id=p["id"], account=account, amount_minor=int(p["amount"]),
+                        currency=str(p["currency"]).upper(), status=str(p["status"]),
+                        failure_code=p.get("failure_code"), failure_message=p.get("failure_message"),
+                        arrival_date=p.get("arrival_date"))
+
+
+# Stripe's reporting_category of a balance transaction, by its type, when a listing leaves it out.
+_CATEGORIES = {"payment": "charge", "payment_refund": "refund", "payout_failure": "payout_reversal",
+               "transfer_cancel": "transfer_reversal", "transfer_refund": "transfer_reversal"}
+
+
+def _settlement_line(bt: dict[str, Any], source: dict[str, Any] | None, account: str | None) -> SettlementLine:
+    """A balance transaction as a row of the itemized payout reconciliation report."""
+    currency = get_currency(str(bt["currency"])).code
+    category = str(bt.get("reporting_category") or _CATEGORIES.get(str(bt.get("type")), bt.get("type")))
+    facing = None
+    if source is not None and source.get("amount") is not None and source.get("currency"):
+        sign = 1 if int(bt["amount"]) >= 0 else -1
+        facing = Money.from_minor_units(sign * abs(int(source["amount"])), get_currency(str(source["currency"])).code)
+    source_id = source.get("id") if source is not None else bt.get("source")
+    charge = source.get("charge") if source is not None else None
+    intent = source.get("payment_intent") if source is not None else None
+    if source is not None and source.get("object") == "charge":
+        charge = source.get("id")
+    return SettlementLine(
+        balance_transaction_id=bt["id"], created=datetime.fromtimestamp(int(bt["created"]), UTC),
+        available_on=datetime.fromtimestamp(int(bt.get("available_on") or bt["created"]), UTC).date(),
+        gross=Money.from_minor_units(int(bt["amount"]), currency), fee=Money.from_minor_units(int(bt["fee"]), currency),
+        net=Money.from_minor_units(int(bt["net"]), currency), reporting_category=category,
+        source_id=str(source_id or bt["id"]), customer_facing_amount=facing,
+        description=str(bt.get("description") or ""), charge_id=charge if isinstance(charge, str) else None,
+        payment_intent_id=intent if isinstance(intent, str) else None, connected_account_id=account)
+
 
 def _to_refund(refund: Any) -> RefundResult:
     return RefundResult(id=refund.id, status=str(refund.status), amount_minor=refund.amount,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-from domain.ledger import Account, JournalEntry
+from domain.ledger import Account, AccountCode, JournalEntry, Line
 
 
 async def post(conn: asyncpg.Connection, tenant_id: str, entry: JournalEntry) -> bool:
@@ -85,3 +85,46 @@ async def entries_of(conn: asyncpg.Connection, source_type: str, source_id: str)
              FROM paysaga.journal_entries e JOIN paysaga.journal_lines l USING (tenant_id, entry_id)
             WHERE e.source_type = $1 AND e.source_id = $2 ORDER BY e.posted_at, e.entry_id, l.line_no""",
         source_type, source_id)
+
+
+def _entries(rows: list[asyncpg.Record]) -> list[tuple[JournalEntry, datetime]]:
+    """Rows of entries joined with their lines and accounts (ordered by entry) as the domain's entries."""
+    out: list[tuple[JournalEntry, datetime]] = []
+    current: list[asyncpg.Record] = []
+
+    def close() -> None:
+        first = current[0]
+        lines = [Line(Account(AccountCode(r["code"]), r["currency"], r["subject"]), r["amount_micros"])
+                 for r in current]
+        out.append((JournalEntry(first["entry_id"], first["source_type"], first["source_id"], first["event"],
+                                 tuple(lines), first["memo"], first["reverses"]), first["posted_at"]))
+
+    for row in rows:
+        if current and row["entry_id"] != current[0]["entry_id"]:
+            close()
+            current = []
+        current.append(row)
+    if current:
+        close()
+    return out
+
+
+_ENTRY_ROWS = """SELECT e.entry_id, e.source_type, e.source_id, e.event, e.memo, e.reverses, e.posted_at,
+                        l.line_no, l.amount_micros, a.code, a.subject, a.currency
+                   FROM paysaga.journal_entries e
+                   JOIN paysaga.journal_lines l USING (tenant_id, entry_id)
+                   JOIN paysaga.ledger_accounts a ON a.tenant_id = l.tenant_id AND a.account_id = l.account_id"""
+
+
+async def entries_touching(conn: asyncpg.Connection, account_ids: list[str]) -> list[tuple[JournalEntry, datetime]]:
+    """Every entry with a line on one of these accounts, whole (all its lines), oldest first."""
+    rows = await conn.fetch(
+        f"""{_ENTRY_ROWS}
+            WHERE e.entry_id IN (SELECT entry_id FROM paysaga.journal_lines WHERE account_id = ANY($1::text[]))
+            ORDER BY e.posted_at, e.entry_id, l.line_no""", account_ids)
+    return _entries(list(rows))
+
+
+async def entry_of(conn: asyncpg.Connection, entry_id: str) -> JournalEntry | None:
+    found = _entries(list(await conn.fetch(f"{_ENTRY_ROWS} WHERE e.entry_id = $1 ORDER BY l.line_no", entry_id)))
+    return found[0][0] if found else None

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from activities.stores import invoices, ledger, outbox
+from activities.fx.base import FxRates
+from activities.providers.base import BalanceTransaction
+from activities.stores import invoices, ledger, outbox, provider_settlements
 from contracts.payments import PaymentInput, PaymentView, payment_workflow_id
+from domain.connect import SplitCharge, split_charge_succeeded
 from domain.ledger import payment_completed
 from domain.money import Money
 from domain.payment import LifecycleEvent, Payment, PaymentStatus, TransitionCommand
@@ -16,7 +20,7 @@ from domain.payment import LifecycleEvent, Payment, PaymentStatus, TransitionCom
 PAYMENT_COLUMNS = """payment_id AS id, tenant_id::text, customer_id, payment_method_id, amount_micros,
     currency, status, description, metadata, provider, provider_intent_id, attempt, failure_code,
     failure_message, next_action, risk_score, risk_reasons, fraud_score, fraud_action, fraud_reasons, workflow_id,
-    event_seq, invoice_id, created_at, updated_at"""
+    event_seq, invoice_id, destination_account_id, application_fee_micros, created_at, updated_at"""
 
 
 class InvoiceAlreadyCollecting(Exception):
@@ -124,12 +128,14 @@ async def insert_created(
     wf_id = payment_workflow_id(inp.tenant_id, inp.payment_id)
     inserted = await conn.fetchrow(
         f"""INSERT INTO paysaga.payments (payment_id, tenant_id, customer_id, payment_method_id, amount_micros,
-               currency, idempotency_key, description, metadata, provider, workflow_id, event_seq, invoice_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               currency, idempotency_key, description, metadata, provider, workflow_id, event_seq, invoice_id,
+               destination_account_id, application_fee_micros)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
            ON CONFLICT DO NOTHING RETURNING {PAYMENT_COLUMNS}""",
         payment.payment_id, inp.tenant_id, inp.customer_id, inp.payment_method_id, inp.amount_micros,
         payment.amount.currency, inp.idempotency_key, inp.description, inp.metadata, provider, wf_id,
-        payment.event_seq, inp.invoice_id,
+        payment.event_seq, inp.invoice_id, inp.destination_account_id,
+        (inp.application_fee_micros or 0) if inp.destination_account_id else None,
     )
     if inserted is None:
         view = await fetch_view(conn, payment.payment_id)
@@ -168,11 +174,13 @@ async def apply_transition(
     actor: str,
     correlation_id: str,
     expected_seq: int | None = None,
+    settled: Settled | None = None,
 ) -> tuple[PaymentView, bool]:
     """Run one transition under a row lock. Returns (view, changed).
 
     Idempotent: a retried call whose first try committed writes nothing again (see `expected_seq`). The UPDATE
-    is also guarded by the old status.
+    is also guarded by the old status. A completion posts the payment's entry (a split charge's split, see
+    domain/connect.py) and, when the provider said what it settled (`settled`), its fee and conversion.
     """
     row = await conn.fetchrow("SELECT * FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE", payment_id)
     if row is None:
@@ -209,8 +217,17 @@ async def apply_transition(
     await record_event(conn, view, event, actor, correlation_id)
     if view.status == PaymentStatus.COMPLETED:  # the money arrived: the ledger says so in the same transaction
         amount = Money(view.amount_micros, view.currency)
-        await ledger.post(conn, view.tenant_id, payment_completed(
-            view.id, view.customer_id, view.provider, amount, view.invoice_id))
+        split = split_of(view)
+        if split is not None:
+            await ledger.post(conn, view.tenant_id, split_charge_succeeded(split, view.provider))
+        else:
+            await ledger.post(conn, view.tenant_id, payment_completed(
+                view.id, view.customer_id, view.provider, amount, view.invoice_id))
+        if settled is not None:
+            for bt in settled.balance_transactions:
+                await provider_settlements.book(conn, view.tenant_id, view.provider, source_type="payment",
+                                                source_id=view.id, event="payment.completed", bt=bt,
+                                                presentment=amount, rates=settled.rates)
         if view.invoice_id is not None:  # and the invoice it collects is paid, in the same transaction too
             await invoices.settle_by_payment(conn, view.invoice_id, view.id, amount, correlation_id)
     elif view.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and view.invoice_id is not None:
@@ -218,5 +235,36 @@ async def apply_transition(
     return view, True
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What the provider said it settled for a payment (its charge's balance transactions) and the rates to quote
+    its conversion with."""
+
+    balance_transactions: list[BalanceTransaction]
+    rates: FxRates | None = None
+
+
+def split_of(view: PaymentView) -> SplitCharge | None:
+    """The payment as a split charge, when it has a destination."""
+    if view.destination_account_id is None:
+        return None
+    return SplitCharge(view.id, view.destination_account_id, Money(view.amount_micros, view.currency),
+                       Money(view.application_fee_micros or 0, view.currency))
+
+
+async def lock_split(conn: asyncpg.Connection, payment_id: str) -> SplitCharge | None:
+    """The split charge of a payment, its row locked: reversals of one charge are computed one after the other, so
+    each steps from what the previous one took back."""
+    row = await conn.fetchrow(f"SELECT {PAYMENT_COLUMNS} FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE",
+                              payment_id)
+    return split_of(view_from_row(row)) if row is not None else None
+
+
 async def provider_of(conn: asyncpg.Connection, payment_id: str) -> str | None:
     return await conn.fetchval("SELECT provider FROM paysaga.payments WHERE payment_id = $1", payment_id)
+
+
+async def settlement_context(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
+    """What the completion of a payment needs to ask the provider what it settled: its intent and status."""
+    return await conn.fetchrow(
+        "SELECT provider_intent_id, status, currency FROM paysaga.payments WHERE payment_id = $1", payment_id)

@@ -4,9 +4,11 @@ are explained, not counted; the variance ratio is exact and checked against 0.01
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -246,3 +248,10 @@ def test_lines_of_another_settlement_currency_are_refused() -> None:
                               Money.parse("1.00", "EUR"), "charge", "ch_e")
     with pytest.raises(ValueError, match="settles in EUR"):
         reconcile([], [eur_line], currency="USD", window=WINDOW)
+
+
+def test_the_alert_rule_fires_at_the_objective() -> None:
+    """deploy/prometheus/paysaga-alerts.yml alerts on the gauge at the same 0.01 % the reports flag."""
+    rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "paysaga-alerts.yml").read_text()
+    (threshold,) = re.findall(r"expr: paysaga_settlement_variance_ratio > ([0-9.]+)", rules)
+    assert Fraction(threshold) == VARIANCE_THRESHOLD

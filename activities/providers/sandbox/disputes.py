@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime
 
 import asyncpg
 
 from activities.providers.base import DisputeResult
+from activities.providers.sandbox import balance
 from activities.providers.sandbox.events import Outgoing, dispute_event, json_object, publish
 from paysaga.settings import Settings
 
@@ -104,6 +106,16 @@ async def open_dispute(conn: asyncpg.Connection, intent: asyncpg.Record, setting
     )
     if row is None:
         return []
+    # The disputed amount (and the dispute fee) leaves the balance when the dispute opens, as on Stripe.
+    converted = balance.convert_minor(settings, intent["amount_minor"], intent["currency"],
+                                      intent["settlement_currency"], datetime.now(UTC).date())
+    await balance.record(
+        conn, settings, tenant_id=intent["tenant_id"], type="adjustment", category="dispute",
+        source_id=row["dispute_id"], currency=converted.currency, amount_minor=-converted.minor,
+        fee_minor=settings.sandbox_dispute_fee_minor, exchange_rate=converted.exchange_rate,
+        facing_minor=-intent["amount_minor"], facing_currency=intent["currency"],
+        charge_id=balance.charge_id_of(intent["intent_id"]), intent_id=intent["intent_id"],
+        description=f"dispute of {intent['intent_id']}")
     delay = settings.sandbox_settle_delay_ms / 1000
     return _announce(row, "charge.dispute.created", "charge.dispute.funds_withdrawn", delay=delay)
 
@@ -119,10 +131,28 @@ async def _decide(
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, dispute_id, limit)
     events: list[Outgoing] = []
     for row in rows:
+        if row["status"] == "won":
+            await _reinstate(conn, settings, row)
         won = ["charge.dispute.funds_reinstated"] if row["status"] == "won" else []
         events += _announce(row, *won, "charge.dispute.closed")
     await publish(conn, events)
     return rows
+
+
+async def _reinstate(conn: asyncpg.Connection, settings: Settings, dispute: asyncpg.Record) -> None:
+    """A won dispute gives back exactly what its opening took (amount and fee), at the same rate."""
+    withdrawn = await conn.fetchrow(
+        """SELECT * FROM sandbox.balance_transactions WHERE source_id = $1 AND reporting_category = 'dispute'
+            AND account_id IS NULL ORDER BY seq LIMIT 1""", dispute["dispute_id"])
+    if withdrawn is None:
+        return
+    await balance.record(
+        conn, settings, tenant_id=dispute["tenant_id"], type="adjustment", category="dispute_reversal",
+        source_id=dispute["dispute_id"], currency=withdrawn["currency"], amount_minor=-withdrawn["amount_minor"],
+        fee_minor=-withdrawn["fee_minor"], exchange_rate=withdrawn["exchange_rate"],
+        facing_minor=-withdrawn["customer_facing_amount_minor"] if withdrawn["customer_facing_currency"] else None,
+        facing_currency=withdrawn["customer_facing_currency"], charge_id=withdrawn["charge_id"],
+        intent_id=withdrawn["payment_intent_id"], description=f"won dispute {dispute['dispute_id']}")
 
 
 def _announce(row: asyncpg.Record, *event_types: str, delay: float = 0.0) -> list[Outgoing]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from activities.providers.base import CardDeclined, ChargeResult, CreateIntent, Intent, IntentStatus
+from activities.providers.sandbox import balance
 from activities.providers.sandbox.catalogue import CardOutcome, TestCard, card_of, describe_test_card
 from activities.providers.sandbox.disputes import open_dispute
 from activities.providers.sandbox.events import Outgoing, intent_event, json_object, publish
@@ -160,12 +162,14 @@ class Intents:
         message = f"Your card was declined ({decline})." if decline else None
         return await conn.fetchrow(
             """INSERT INTO sandbox.payment_intents (intent_id, tenant_id, idempotency_key, payment_id, attempt,
-                   amount_minor, currency, payment_method, status, decline_code, failure_message, metadata)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   amount_minor, currency, payment_method, status, decline_code, failure_message, metadata,
+                   settlement_currency, transfer_group, destination, application_fee_minor)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *""",
             f"pi_sbx_{secrets.token_hex(12)}", req.tenant_id, req.idempotency_key, req.payment_id, req.attempt,
             req.amount_minor, req.currency.upper(), req.payment_method, status.value, decline, message,
-            req.metadata,
+            req.metadata, req.settlement_currency.upper() if req.settlement_currency else None,
+            req.payment_id if req.destination else None, req.destination, req.application_fee_minor,
         )
 
     def _replay(self, row: asyncpg.Record) -> Intent:
@@ -226,10 +230,24 @@ async def _settle(
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
     events = [_announce("payment_intent.succeeded", row, to_intent(row, settings)) for row in rows]
     for row in rows:
+        await record_charge(conn, settings, row)
         if card_of(row["payment_method"]).creates_dispute:
             events += await open_dispute(conn, row, settings)
     await publish(conn, events)
     return rows
+
+
+async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> None:
+    """The succeeded charge's balance transaction: its amount in the platform's settlement currency, less fees."""
+    converted = balance.convert_minor(settings, intent["amount_minor"], intent["currency"],
+                                      intent["settlement_currency"], datetime.now(UTC).date())
+    await balance.record(
+        conn, settings, tenant_id=intent["tenant_id"], type="charge", category="charge",
+        source_id=balance.charge_id_of(intent["intent_id"]), currency=converted.currency,
+        amount_minor=converted.minor, fee_minor=balance.charge_fee(settings, converted.minor),
+        exchange_rate=converted.exchange_rate, facing_minor=intent["amount_minor"], facing_currency=intent["currency"],
+        charge_id=balance.charge_id_of(intent["intent_id"]), intent_id=intent["intent_id"],
+        description=f"payment {intent['payment_id']}")
 
 
 def to_intent(row: asyncpg.Record, settings: Settings) -> Intent:

@@ -1,8 +1,9 @@
 """The sandbox network: what Stripe's servers do over time, in a process of its own (`paysaga sandbox-network`).
 
 Provider calls only write state and events (events.publish). This runner, like Stripe, then
-- settles processing intents and pending refunds after `sandbox_settle_delay_ms`, and decides disputes whose
-  decisive evidence the issuer has had that long (each writing its events in the same transaction), and
+- settles processing intents, pending refunds and payouts after `sandbox_settle_delay_ms`, and decides disputes
+  whose decisive evidence the issuer has had that long (each writing its events and balance transactions in the
+  same transaction), and
 - delivers due events to `sandbox_webhook_target` (delivery.py), retrying 409, 5xx and network errors with
   backoff by rescheduling the row, so a retry outlives the process.
 
@@ -26,6 +27,7 @@ import asyncpg
 import httpx
 import structlog
 
+from activities.providers.sandbox.connect import settle_due_payouts
 from activities.providers.sandbox.delivery import MAX_ATTEMPTS, Claimed, Courier, Outcome, Verdict, backoff_seconds
 from activities.providers.sandbox.disputes import decide_due_disputes
 from activities.providers.sandbox.events import CHANNEL
@@ -51,7 +53,9 @@ _NEXT_DUE = """
                (SELECT min(updated_at) FROM sandbox.payment_intents WHERE status = 'processing'),
                (SELECT min(updated_at) FROM sandbox.refunds WHERE status = 'pending'),
                (SELECT min(updated_at) FROM sandbox.disputes
-                WHERE status = 'under_review' AND pending_outcome IS NOT NULL))
+                WHERE status = 'under_review' AND pending_outcome IS NOT NULL),
+               (SELECT min(updated_at) FROM sandbox.payouts
+                WHERE status IN ('pending', 'in_transit') OR (status = 'paid' AND outcome = 'paid_then_failed')))
            + make_interval(secs => $1) - clock_timestamp())::float8 AS settle_in,
            extract(epoch FROM (SELECT min(deliver_after) FROM sandbox.events WHERE state = 'pending')
            - clock_timestamp())::float8 AS deliver_in"""
@@ -168,7 +172,8 @@ class SandboxNetwork:
         async with self._pool.acquire() as conn, conn.transaction():
             return (await settle_due_intents(conn, self._settings, limit)
                     + await settle_due_refunds(conn, self._settings, limit)
-                    + await decide_due_disputes(conn, self._settings, limit))
+                    + await decide_due_disputes(conn, self._settings, limit)
+                    + await settle_due_payouts(conn, self._settings, limit))
 
     # --- delivery -------------------------------------------------------------------------------------------
     def _capacity(self) -> int:

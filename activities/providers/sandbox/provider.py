@@ -9,17 +9,30 @@ lost, so the real webhook path is always exercised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 import asyncpg
 
 from activities.providers.base import (
+    Balance,
+    BalanceTransaction,
     CardDetails,
     ChargeResult,
+    CreateAccount,
     CreateIntent,
+    CreatePayout,
+    CreateTransfer,
     DisputeResult,
     Intent,
+    PayoutResult,
+    ProviderAccount,
     RefundResult,
+    TransferResult,
 )
+from activities.providers.sandbox import balance
 from activities.providers.sandbox.catalogue import UnknownPaymentMethod, describe_card_details, describe_test_card
+from activities.providers.sandbox.connect import Connect
 from activities.providers.sandbox.disputes import Disputes
 from activities.providers.sandbox.faults import FaultInjector
 from activities.providers.sandbox.intents import Intents, card_for
@@ -28,7 +41,8 @@ from paysaga.settings import Settings
 
 
 class SandboxProvider:
-    """The `PaymentProvider` port over the sandbox's parts, plus `authenticate` (the customer's 3-D Secure)."""
+    """The `PaymentProvider` and `ConnectProvider` ports over the sandbox's parts, plus `authenticate` (the
+    customer's 3-D Secure)."""
 
     name = "sandbox"
 
@@ -37,6 +51,8 @@ class SandboxProvider:
         self._intents = Intents(pool, settings)
         self._refunds = Refunds(pool, settings)
         self._disputes = Disputes(pool, settings)
+        self._connect = Connect(pool, settings)
+        self._pool = pool
 
     # --- payment intents ------------------------------------------------------------------------------------
     async def create_and_confirm(self, req: CreateIntent) -> Intent:
@@ -115,6 +131,40 @@ class SandboxProvider:
 
     async def retrieve_dispute(self, dispute_id: str) -> DisputeResult:
         return await self._disputes.retrieve(dispute_id)
+
+    # --- Connect --------------------------------------------------------------------------------------------
+    async def create_account(self, req: CreateAccount) -> ProviderAccount:
+        return await self._connect.create_account(req)
+
+    async def update_account(self, account_id: str, *, external_account: str | None = None) -> ProviderAccount:
+        return await self._connect.update_account(account_id, external_account=external_account)
+
+    async def retrieve_account(self, account_id: str) -> ProviderAccount:
+        return await self._connect.retrieve_account(account_id)
+
+    async def create_transfer(self, req: CreateTransfer) -> TransferResult:
+        return await self._connect.create_transfer(req)
+
+    async def reverse_transfer(self, transfer_id: str, idempotency_key: str) -> TransferResult:
+        return await self._connect.reverse_transfer(transfer_id, idempotency_key)
+
+    async def create_payout(self, req: CreatePayout) -> PayoutResult:
+        return await self._connect.create_payout(req)
+
+    async def retrieve_payout(self, account: str, payout_id: str) -> PayoutResult:
+        return await self._connect.retrieve_payout(account, payout_id)
+
+    async def retrieve_balance(self, account: str | None = None) -> Balance:
+        return await self._connect.retrieve_balance(account)
+
+    # --- settlement data ------------------------------------------------------------------------------------
+    async def balance_transactions_of(self, source_id: str) -> list[BalanceTransaction]:
+        return await balance.of_source(self._pool, source_id)
+
+    async def settlement_report(self, tenant_id: str, start: datetime, end: datetime,
+                                connected_accounts: Sequence[str] = ()) -> str:
+        """Every connected account of the tenant is in the sandbox's own tables: the list is not needed."""
+        return await balance.settlement_report(self._pool, tenant_id, start, end)
 
     async def aclose(self) -> None:
         """Nothing to close: the provider holds no tasks or connections of its own (the pool is the caller's).

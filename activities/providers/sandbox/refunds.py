@@ -5,10 +5,12 @@ An overdue refund is also settled when it is next read."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 import asyncpg
 
 from activities.providers.base import IntentStatus, RefundResult
+from activities.providers.sandbox import balance
 from activities.providers.sandbox.catalogue import TEST_CARDS
 from activities.providers.sandbox.events import Outgoing, publish, refund_event
 from paysaga.settings import Settings
@@ -36,7 +38,7 @@ _SETTLE = """
         FROM (SELECT intent_id, sum(amount_minor) AS amount FROM settled WHERE status = 'failed'
               GROUP BY intent_id) back
         WHERE i.intent_id = back.intent_id)
-    SELECT settled.*, i.currency FROM settled JOIN sandbox.payment_intents i USING (intent_id)"""
+    SELECT settled.*, i.currency, i.settlement_currency FROM settled JOIN sandbox.payment_intents i USING (intent_id)"""
 
 
 class Refunds:
@@ -93,6 +95,16 @@ async def _settle(
     conn: asyncpg.Connection, settings: Settings, sql: str, refund_id: str | None, limit: int
 ) -> list[asyncpg.Record]:
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, refund_id, limit, _FAILING_METHODS)
+    for row in rows:
+        if row["status"] == "succeeded":  # the money left the balance, converted at today's rate if need be
+            converted = balance.convert_minor(settings, row["amount_minor"], row["currency"],
+                                              row["settlement_currency"], datetime.now(UTC).date())
+            await balance.record(
+                conn, settings, tenant_id=row["tenant_id"], type="refund", category="refund",
+                source_id=row["refund_id"], currency=converted.currency, amount_minor=-converted.minor,
+                exchange_rate=converted.exchange_rate, facing_minor=-row["amount_minor"],
+                facing_currency=row["currency"], charge_id=balance.charge_id_of(row["intent_id"]),
+                intent_id=row["intent_id"], description=f"refund of {row['intent_id']}")
     await publish(conn, [
         Outgoing(row["tenant_id"], refund_event(_OUTCOME_EVENT[row["status"]], row, row["currency"]))
         for row in rows

@@ -9,6 +9,8 @@ Two input formats are understood (`Verifier.event_format` says which one a rail 
 | any event whose object is a `payment_intent` | `payment` | `metadata.payment_id`                          |
 | `charge.refunded`, `charge.refund.*`, `refund.*` | `refund` | `metadata.refund_id`, else `metadata.payment_id` |
 | `charge.dispute.*`                           | `dispute` | `metadata.payment_id` (often absent: see below) |
+| any event whose object is a `payout`         | `payout`  | `metadata.payout_id` (a connected account's)   |
+| `account.updated`                            | `account` | `metadata.account_id`                          |
 | anything else                                | `other`   | `metadata.payment_id` if any                   |
 
 `tenant_id` is `metadata.tenant_id` (paysaga puts it on every PaymentIntent; Stripe copies it to the charge).
@@ -39,10 +41,12 @@ is what a dispute handler has to resolve.
 | `payment.canceled`                             | `payment` | `canceled`                                           |
 | other `payment.*`                              | `payment` | None: recorded in the inbox, not signalled           |
 | `refund.*`, `dispute.*`                        | `refund`, `dispute` | None                                       |
+| `payout.paid`, `payout.failed`, `payout.canceled` | `payout` | None (`reference_id` is the paysaga payout id)  |
 | anything else                                  | `other`   | None                                                 |
 
-Refund and dispute events carry what their handlers need as typed news (`NormalizedEvent.refunds`,
-`NormalizedEvent.dispute`): nothing outside this module reads a provider's objects.
+Refund, dispute, payout and account events carry what their handlers need as typed news
+(`NormalizedEvent.refunds`, `.dispute`, `.payout`, `.account`): nothing outside this module reads a provider's
+objects. A payout event with no metadata of ours names only the provider's payout: its handler resolves it.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from contracts.webhooks import DisputeNews, Kind, NormalizedEvent, RefundNews
+from contracts.webhooks import AccountNotice, DisputeNews, Kind, NormalizedEvent, PayoutNotice, RefundNews
 from domain.intents import DECLINED, PAYMENT_FAILED_EVENT
 
 GENERIC_PAYMENT_STATUS: dict[str, str] = {
@@ -121,6 +125,10 @@ def _stripe_kind(event_type: str, obj: dict[str, Any]) -> Kind:
         return "refund"
     if event_type.startswith("charge.dispute."):
         return "dispute"
+    if obj.get("object") == "payout":
+        return "payout"
+    if event_type == "account.updated" and obj.get("object") == "account":
+        return "account"
     return "other"
 
 
@@ -146,6 +154,10 @@ def parse_stripe(payload: bytes, provider: str = "stripe") -> NormalizedEvent:
         error = obj.get("last_payment_error") if isinstance(obj.get("last_payment_error"), dict) else {}
         decline_code = _str(error.get("decline_code")) or _str(error.get("code"))
         failure_message = _text(error.get("message"))
+    elif kind == "payout":
+        reference_id = _str(meta.get("payout_id"))
+    elif kind == "account":
+        reference_id = _str(meta.get("account_id"))
     else:
         intent_id = _str(obj.get("payment_intent"))
         if kind == "refund":
@@ -156,8 +168,27 @@ def parse_stripe(payload: bytes, provider: str = "stripe") -> NormalizedEvent:
         reference_id=reference_id, payment_id=payment_id, intent_id=intent_id, intent_status=intent_status,
         decline_code=decline_code, failure_message=failure_message, created=_int(event.get("created")),
         refunds=_stripe_refunds(obj) if kind == "refund" else (),
-        dispute=_stripe_dispute(obj) if kind == "dispute" else None, raw=obj,
+        dispute=_stripe_dispute(obj) if kind == "dispute" else None,
+        payout=_stripe_payout(obj, event, meta) if kind == "payout" else None,
+        account=_stripe_account(obj, meta) if kind == "account" else None, raw=obj,
     )
+
+
+def _stripe_payout(obj: dict[str, Any], event: dict[str, Any], meta: dict[str, Any]) -> PayoutNotice:
+    return PayoutNotice(provider_payout_id=_str(obj.get("id")), payout_id=_str(meta.get("payout_id")),
+                        status=_str(obj.get("status"), 64), failure_code=_str(obj.get("failure_code")),
+                        failure_message=_text(obj.get("failure_message")), account=_str(event.get("account")))
+
+
+def _stripe_account(obj: dict[str, Any], meta: dict[str, Any]) -> AccountNotice | None:
+    account_id = _str(obj.get("id"))
+    if account_id is None:
+        return None
+    requirements = obj.get("requirements") if isinstance(obj.get("requirements"), dict) else {}
+    return AccountNotice(provider_account_id=account_id, account_id=_str(meta.get("account_id")),
+                         payouts_enabled=obj.get("payouts_enabled") is True,
+                         details_submitted=obj.get("details_submitted") is True,
+                         disabled_reason=_str(requirements.get("disabled_reason"), 200))
 
 
 def _stripe_refunds(obj: dict[str, Any]) -> tuple[RefundNews, ...]:
@@ -215,7 +246,9 @@ def peek_generic_tenant(payload: bytes) -> str | None:
     return peek_tenant("generic", payload)
 
 
-_GENERIC_KINDS: dict[str, Kind] = {"payment": "payment", "refund": "refund", "dispute": "dispute"}
+_GENERIC_KINDS: dict[str, Kind] = {"payment": "payment", "refund": "refund", "dispute": "dispute",
+                                    "payout": "payout"}
+GENERIC_PAYOUT_STATUS = {"payout.paid": "paid", "payout.failed": "failed", "payout.canceled": "canceled"}
 
 
 def _generic_kind(event_type: str) -> Kind:
@@ -249,6 +282,9 @@ def parse_generic(payload: bytes, provider: str = "generic") -> NormalizedEvent:
         intent_status=GENERIC_PAYMENT_STATUS.get(event_type) if kind == "payment" else None,
         decline_code=_str(event.get("failure_code")), failure_message=_text(event.get("failure_message")),
         created=_int(event.get("created")), raw=event,
+        payout=PayoutNotice(payout_id=reference_id, status=GENERIC_PAYOUT_STATUS.get(event_type),
+                            failure_code=_str(event.get("failure_code")),
+                            failure_message=_text(event.get("failure_message"))) if kind == "payout" else None,
     )
 
 
