@@ -3,6 +3,7 @@ Every change is one transaction with its outbox message; the rules are the domai
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,9 @@ PRICES_PATH = "/v1/prices"
 UNPROCESSABLE = {"invalid-id", "invalid-name", "invalid-amount", "amount-not-whole-minor-units", "amount-too-large",
                  "unknown-currency", "invalid-billing-scheme", "invalid-interval", "invalid-interval-count",
                  "invalid-version", "invalid-quantity", "unknown-product", "revision-changes-nothing"}
+
+# What a price id looks like (contracts.catalogue.PriceId): anything else names no price.
+PRICE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}\.v[0-9]{1,6}")
 
 
 def refusal(exc: CatalogueRefused | ProrationRefused) -> ServiceError:
@@ -145,6 +149,8 @@ async def revise_price(ctx: AppContext, who: Principal, price_id: str, body: Pri
     """Version n+1 of the family; version n (which must be the latest) is archived, and the subscriptions on it
     keep it until moved explicitly."""
     key = idempotency.require_key(key)
+    if not PRICE_ID.fullmatch(price_id):  # no such price can exist: nothing to claim a key for
+        raise not_found("price", price_id[:120])
 
     async def act(_: str) -> idempotency.Answer:
         async with tenant_tx(ctx.pool, who.tenant_id) as conn:
