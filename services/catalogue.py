@@ -172,8 +172,12 @@ async def revise_price(ctx: AppContext, who: Principal, price_id: str, body: Pri
             await store.archive_price(conn, who.tenant_id, price_id)
         return idempotency.Answer(201, _price_row_json(row))
 
+    async def check(conn: asyncpg.Connection) -> None:
+        if await store.price_record(conn, price_id) is None:  # refused before the key is taken
+            raise not_found("price", price_id)
+
     return await idempotency.once(ctx, who, key, f"{PRICES_PATH}/{price_id}/revise", body.model_dump(mode="json"),
-                                  new_id("rev"), act, final_errors=(Conflict, Unprocessable))
+                                  new_id("rev"), act, final_errors=(Conflict, Unprocessable), check=check)
 
 
 async def archive_price(ctx: AppContext, who: Principal, price_id: str) -> dict[str, Any]:
