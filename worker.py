@@ -15,6 +15,7 @@ from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
 from activities.dunning import DunningActivities
+from activities.dunning_start import DunningStarter
 from activities.fx import build_rates
 from activities.invoices import InvoiceActivities
 from activities.notifications import NotificationActivities, build_notifier
@@ -23,10 +24,12 @@ from activities.payouts import PayoutActivities
 from activities.providers import build_provider
 from activities.reconciliation import ReconcileActivities
 from activities.refunds import RefundActivities
+from activities.renewals import RenewalActivities
 from activities.risk_report import RiskReportActivities
 from activities.settlement import SettlementActivities
 from activities.storage import build_object_store
 from activities.tax import build_tax_provider
+from contracts.invoices import CollectionTimings
 from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
@@ -40,6 +43,7 @@ from workflows.payment import PaymentWorkflow
 from workflows.payout import PayoutRunsWorkflow, PayoutWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.renewals import RenewalRunWorkflow
 from workflows.risk_report import RiskBiasReportWorkflow
 from workflows.settlement import SettlementReconciliationWorkflow
 
@@ -47,7 +51,21 @@ log = structlog.get_logger("paysaga.worker")
 
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
              InvoiceWorkflow, DunningWorkflow, PayoutWorkflow, PayoutRunsWorkflow,
-             SettlementReconciliationWorkflow]
+             SettlementReconciliationWorkflow, RenewalRunWorkflow]
+
+
+def collection_timings(settings: Settings) -> CollectionTimings:
+    """What the payments a worker starts itself (renewals' 3-D Secure, dunning) run with."""
+    return CollectionTimings(
+        webhook_wait_seconds=settings.webhook_wait_seconds,
+        poll_max_interval_seconds=settings.poll_max_interval_seconds,
+        three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
+        settlement_timeout_seconds=settings.settlement_timeout_seconds,
+        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
+        provider_max_attempts=settings.provider_max_attempts,
+        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
+        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
+        dead_letter_hold_seconds=settings.dead_letter_hold_seconds)
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -76,7 +94,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             await asyncio.to_thread(lambda: rates.last_published)  # type: ignore[attr-defined]
         except Exception as exc:  # a missing or broken rate file: conversions then book without a quote
             log.warning("worker.fx_rates_unavailable", error=str(exc))
-        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, rates)
+        timings = collection_timings(settings)
+        dunning_starter = DunningStarter(pool, settings.task_queue, timings)
+        acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, rates, dunning=dunning_starter)
         refunds = RefundActivities(pool, provider, rates)
         reconcile = ReconcileActivities(pool, provider)
         reports = RiskReportActivities(pool)
@@ -84,10 +104,13 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         payouts = PayoutActivities(pool, provider, rates)
         objects = build_object_store(settings)
         settlement = SettlementActivities(pool, provider, objects, settings)
-        notifications = NotificationActivities(build_notifier(settings, pool))
+        notifier = build_notifier(settings, pool)
+        notifications = NotificationActivities(notifier)
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
         invoices = InvoiceActivities(pool, tax, objects, client)
+        renewals = RenewalActivities(pool, provider, tax, notifier, task_queue=settings.task_queue, timings=timings,
+                                     dunning=dunning_starter)
         dunning = DunningActivities(pool)
         worker = Worker(
             client,
@@ -109,7 +132,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                         payouts.open_payout_run, payouts.payout_run_state, payouts.change_payout_run,
                         payouts.list_payout_tenants, payouts.compute_payout_page, payouts.pay_out_batch,
                         payouts.apply_payout_news, payouts.poll_payouts, payouts.return_payout_funds,
-                        settlement.settlement_tenants, settlement.reconcile_tenant],
+                        settlement.settlement_tenants, settlement.reconcile_tenant,
+                        renewals.plan_batches, renewals.due_summary, renewals.invoice_batch, renewals.charge_batch,
+                        renewals.sweep],
             # Autoscaling pollers keep enough polls on the queue where new workflows arrive
             # (see PERFORMANCE-NOTES: the default leaves about one).
             workflow_task_poller_behavior=PollerBehaviorAutoscaling(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
@@ -19,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.stores import invoices as store
+from activities.stores import subscriptions
 from contracts.dunning import (
     AdviceRequest,
     DunningPolicyModel,
@@ -118,6 +120,13 @@ class DunningActivities:
             if not done:
                 await store.save_change(conn, loaded, loaded.invoice, event, "workflow",
                                         f"dunning/{record.tenant_id}/{record.invoice_id}", metadata=record.metadata)
+            attempt = record.metadata.get("attempt")
+            if (record.type == "dunning_retry_failed" and loaded.row["subscription_id"] is not None
+                    and isinstance(attempt, int)):
+                # The subscription's own lifecycle says the retry failed too (once per attempt).
+                await subscriptions.apply_dunning_outcome(conn, loaded.row["subscription_id"], "retry_failed",
+                                                          datetime.now(UTC), attempt=attempt,
+                                                          invoice_id=record.invoice_id)
 
     @activity.defn
     async def finish_dunning(self, final: FinalDunning) -> None:
@@ -136,6 +145,11 @@ class DunningActivities:
                         entries=[postings.marked_uncollectible(invoice)], metadata={"reason": "dunning exhausted"})
                 except InvoiceRefused as exc:
                     log.warning("dunning.write_off_refused", invoice_id=final.invoice_id, reason=exc.code)
+            if loaded.row["subscription_id"] is not None:
+                # The policy's end for the subscription whose invoice this is (and no other of the customer's).
+                await subscriptions.apply_dunning_outcome(
+                    conn, loaded.row["subscription_id"], f"exhausted_{final.subscription_end}", datetime.now(UTC),
+                    invoice_id=final.invoice_id)
             done = await conn.fetchval("SELECT true FROM paysaga.invoice_events WHERE invoice_id = $1 AND type = "
                                        "'invoice.dunning_exhausted'", final.invoice_id)
             if not done:
@@ -146,11 +160,6 @@ class DunningActivities:
 
 async def _tenant_policy(conn: asyncpg.Connection) -> DunningPolicyModel:
     """The tenant's stored policy, when it has one."""
-    stored = await conn.fetchval(
-        """SELECT dunning_policy FROM paysaga.tenant_billing_policies
-            WHERE tenant_id = paysaga.current_tenant()""") if await _has_policies(conn) else None
+    stored = await conn.fetchval("""SELECT dunning_policy FROM paysaga.tenant_billing_policies
+                                     WHERE tenant_id = paysaga.current_tenant()""")
     return DunningPolicyModel.model_validate(stored) if stored else DunningPolicyModel()
-
-
-async def _has_policies(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass('paysaga.tenant_billing_policies') IS NOT NULL"))

@@ -18,7 +18,7 @@ from activities.documents import ensure_invoice_pdf
 from activities.documents.invoice_document import invoice_document
 from activities.providers.base import ProviderUnavailable
 from activities.storage.base import ObjectStore
-from activities.stores import customers, outbox, payment_methods, refunds
+from activities.stores import customer_credit, customers, outbox, payment_methods, refunds
 from activities.stores import invoices as store
 from activities.stores import tax as tax_store
 from activities.tax.port import TaxProvider
@@ -139,9 +139,10 @@ class InvoiceActivities:
             if before.invoice.lines != loaded.invoice.lines:
                 raise ApplicationError("the draft changed while its tax was quoted; quoting again")
             try:
+                credit = await customer_credit.available(conn, before.invoice.customer_id, before.invoice.currency)
                 number = await store.take_number(conn, step.tenant_id, before.row["series"])
                 due = due_on(today, before.invoice.days_until_due, before.invoice.due_date)
-                opened = before.invoice.finalize(number, taxes, due)
+                opened = before.invoice.finalize(number, taxes, due, credit_available=credit)
             except InvoiceRefused as exc:
                 return FinalizeOutcome(refusal_code=exc.code, refusal_message=str(exc))
             await store.write_line_taxes(conn, opened)
@@ -150,7 +151,8 @@ class InvoiceActivities:
                 "seller_snapshot": {"name": seller.profile.legal_name,
                                     "address": seller.profile.address.model_dump(mode="json", exclude_none=True),
                                     "tax_ids": [t.model_dump() for t in seller.profile.tax_ids]},
-                "tax_quote": quote.model_dump(mode="json"), "locale": customer["preferred_locale"] or "en_US"}
+                "tax_quote": quote.model_dump(mode="json"), "locale": customer["preferred_locale"] or "en_US",
+                "credit_applied_micros": opened.credit_applied.micros if opened.credit_applied else 0}
             if opened.status is InvoiceStatus.PAID:
                 columns["paid_at"] = store.NOW
             after = await store.save_change(conn, before, opened, "invoice.finalized", step.actor,
@@ -220,7 +222,11 @@ class InvoiceActivities:
                 return CollectionPlan(refusal_code="invoice-payment-in-progress",
                                       refusal_message=f"Payment {live['payment_id']} is {live['status']}.")
             customer = await customers.fetch(conn, invoice.customer_id)
-            method_id = plan.payment_method_id or (customer["default_payment_method_id"] if customer else None)
+            # A subscription's invoice is charged to the subscription's payment method, else the customer's.
+            own = await conn.fetchval("SELECT default_payment_method_id FROM paysaga.subscriptions "
+                                      "WHERE subscription_id = $1", loaded.row["subscription_id"]
+                                      ) if loaded.row["subscription_id"] else None
+            method_id = plan.payment_method_id or own or (customer["default_payment_method_id"] if customer else None)
             method = await payment_methods.fetch(conn, method_id) if method_id else None
             if method is None or method["customer_id"] != invoice.customer_id or method["detached_at"] is not None:
                 return CollectionPlan(refusal_code="no-payment-method",

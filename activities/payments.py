@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.ai_client import AIClient, BuiltinScorer, gather_features, record_assessment
+from activities.dunning_start import DunningStarter
 from activities.fx.base import FxRates
 from activities.providers.base import (
     CardDeclined,
@@ -55,12 +56,13 @@ log = structlog.get_logger("paysaga.billing")
 class PaymentActivities:
     def __init__(
         self, pool: asyncpg.Pool, provider: PaymentProvider, limits: RiskLimits, ai: AIClient | None = None,
-        rates: FxRates | None = None,
+        rates: FxRates | None = None, *, dunning: DunningStarter | None = None,
     ) -> None:
         self._pool = pool
         self._provider = provider
         self._limits = limits
         self._ai: AIClient = ai or BuiltinScorer(FraudPolicy())
+        self._dunning = dunning
         self._rates = rates  # what a conversion's rate is quoted against (activities/fx)
 
     # --- database steps (run as local activities: short, idempotent) --------------------------------------
@@ -158,6 +160,11 @@ class PaymentActivities:
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
         if changed and view.status.is_terminal:
             _log_result(view, req.correlation_id)
+        if (changed and self._dunning is not None and view.invoice_id is not None
+                and view.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED)):
+            # A subscription's invoice whose first charge failed was handed to dunning in that transaction: its
+            # DunningWorkflow starts now (or, should this fail, by the renewal run's sweep of what is owed).
+            await self._dunning.start_invoices(activity.client(), req.tenant_id, [view.invoice_id])
         return view
 
     async def _settled(self, req: TransitionRequest) -> store.Settled | None:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import (
     audit,
+    catalogue,
     connected_accounts,
     dead_letters,
     disputes,
@@ -29,6 +30,7 @@ from api import (
     refunds,
     sandbox,
     schemas,
+    subscriptions,
     tax,
     webhooks,
 )
@@ -104,7 +106,7 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
     for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices, tax,
-                   connected_accounts, payouts, reconciliation, webhooks):
+                   catalogue, subscriptions, connected_accounts, payouts, reconciliation, webhooks):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)
@@ -126,6 +128,13 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
             for status, n in (await health.payments_by_status(request.app.state.ctx)).items():
                 metrics.payments_by_status.labels(status).set(n)
         except Exception:  # a metrics scrape must not fail because the database blinked
+            pass
+        try:
+            gauges = {"renewals": metrics.renewals, "dunning_recoveries": metrics.dunning_recoveries,
+                      "dunning_revenue_recovered_micros": metrics.dunning_revenue_recovered}
+            for metric, label, value in await health.billing_metrics(request.app.state.ctx):
+                gauges[metric].labels(label).set(value)
+        except Exception:  # as above
             pass
         try:
             for tenant_id, currency, ratio in await settlement_reports.variance_by_tenant(request.app.state.ctx):

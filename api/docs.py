@@ -40,6 +40,8 @@ REPLAYED = {"Idempotent-Replayed": {"description": "`true` when this is the stor
 REQUIRED_HEADERS = {"/v1/payments": ("Idempotency-Key",), "/v1/payments/{payment_id}/refunds": ("Idempotency-Key",),
                     "/v1/invoices": ("Idempotency-Key",), "/v1/invoices/{invoice_id}/pay": ("Idempotency-Key",),
                     "/v1/invoices/{invoice_id}/credit_notes": ("Idempotency-Key",),
+                    "/v1/products": ("Idempotency-Key",), "/v1/prices": ("Idempotency-Key",),
+                    "/v1/prices/{price_id}/revise": ("Idempotency-Key",), "/v1/subscriptions": ("Idempotency-Key",),
                     "/v1/connected_accounts": ("Idempotency-Key",), "/v1/payouts/runs": ("Idempotency-Key",),
                     "/v1/webhooks/stripe": ("Stripe-Signature",)}
 

@@ -31,3 +31,14 @@ class ApiMetrics:
             "paysaga_webhook_processing_seconds", "Webhook processing latency", registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1),
         )
+        self.renewals = Gauge(
+            "paysaga_renewals", "Subscription renewals by outcome (all tenants)", ["outcome"], registry=self.registry
+        )
+        self.dunning_recoveries = Gauge(
+            "paysaga_dunning_recoveries", "Invoices dunning recovered, by the stage that did", ["stage"],
+            registry=self.registry,
+        )
+        self.dunning_revenue_recovered = Gauge(
+            "paysaga_dunning_revenue_recovered_micros", "Revenue dunning recovered (micro-units)", ["currency"],
+            registry=self.registry,
+        )

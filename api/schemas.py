@@ -395,6 +395,8 @@ class Invoice(Out):
     amount_remaining_micros: int
     amount_credited: str
     amount_credited_micros: int
+    credit_applied: str = Field(description="Paid from the customer's credit balance when the invoice was finalized")
+    credit_applied_micros: int
     credit_notes: list[str]
     tax_notes: list[str]
     paid_out_of_band: bool
@@ -706,3 +708,144 @@ class SettlementReportList(Out):
     data: list[SettlementReport]
     has_more: bool
     next_cursor: str | None
+
+
+# --- the catalogue and the billing policy ----------------------------------------------------------------------
+class Product(Out):
+    id: str
+    object: Literal["product"]
+    name: str
+    active: bool
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class ProductList(Out):
+    object: Literal["list"]
+    data: list[Product]
+    has_more: bool
+    next_cursor: str | None
+
+
+class Price(Out):
+    id: str = Field(description="`<family>.v<version>`")
+    object: Literal["price"]
+    family: str
+    version: int
+    product_id: str
+    currency: str
+    billing_scheme: Literal["flat", "per_unit"]
+    unit_amount: str
+    unit_amount_micros: int
+    interval: Literal["month", "year"]
+    interval_count: int
+    nickname: str
+    supersedes: str | None
+    tax_code: str
+    active: bool
+    created_at: str | None
+
+
+class PriceList(Out):
+    object: Literal["list"]
+    data: list[Price]
+    has_more: bool
+    next_cursor: str | None
+
+
+class ChangePolicy(Out):
+    upgrades: Literal["now", "period_end"]
+    downgrades: Literal["now", "period_end"]
+    lateral: Literal["now", "period_end"]
+    proration_behavior: Literal["create_prorations", "always_invoice", "none"]
+
+
+class BillingPolicy(Out):
+    object: Literal["billing_policy"]
+    change_policy: ChangePolicy
+    trial_end_behavior: Literal["pause", "cancel"]
+    dunning_policy: dict[str, Any] | None
+    updated_at: str | None
+
+
+# --- subscriptions --------------------------------------------------------------------------------------------
+class BillingCycleOut(Out):
+    interval: Literal["month", "year"]
+    interval_count: int
+    day_of_month: int | None
+
+
+class PauseCollectionOut(Out):
+    behavior: Literal["keep_as_draft", "mark_uncollectible", "void"]
+    resumes_at: str | None
+
+
+class ScheduledChange(Out):
+    price_id: str
+    quantity: int
+    effective_at: str | None
+
+
+class Subscription(Out):
+    id: str
+    object: Literal["subscription"]
+    status: Literal["incomplete", "incomplete_expired", "trialing", "active", "past_due", "unpaid", "canceled",
+                    "paused"]
+    customer_id: str
+    price_id: str
+    quantity: int
+    currency: str
+    collection_method: Literal["charge_automatically", "send_invoice"]
+    days_until_due: int | None
+    default_payment_method_id: str | None
+    current_period_start: str | None
+    current_period_end: str | None
+    billing_cycle_anchor: str | None
+    billing_cycle: BillingCycleOut
+    trial_start: str | None
+    trial_end: str | None
+    trial_end_behavior: Literal["pause", "cancel"]
+    cancel_at_period_end: bool
+    canceled_at: str | None
+    ended_at: str | None
+    pause_collection: PauseCollectionOut | None
+    scheduled_change: ScheduledChange | None
+    latest_invoice_id: str | None
+    next_action_at: str | None = Field(description="When the renewal run next looks at it (a renewal, the trial's "
+                                                   "end, …)")
+    actions: list[str] = Field(description="What the subscription's state allows")
+    metadata: dict[str, Any]
+    created_at: str | None
+    updated_at: str | None
+    latest_invoice: Invoice | None = Field(default=None, description="Set when the request issued an invoice")
+
+
+class SubscriptionList(Out):
+    object: Literal["list"]
+    data: list[Subscription]
+    has_more: bool
+    next_cursor: str | None
+
+
+class SubscriptionEvent(Out):
+    id: str
+    object: Literal["subscription_event"]
+    type: str
+    seq: int
+    old_status: str | None
+    new_status: str
+    occurred_at: str | None
+    data: dict[str, Any]
+
+
+class SubscriptionEventList(Out):
+    object: Literal["list"]
+    data: list[SubscriptionEvent]
+    has_more: bool
+
+
+class InvoicePreview(Invoice):
+    preview: bool = Field(description="Always true: nothing was written")
+    period_start_at: str = Field(description="The subscription period it bills, as instants")
+    period_end_at: str

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -24,6 +25,24 @@ def _iso_day(value: object) -> object:
 
 
 Day = Annotated[date, BeforeValidator(_iso_day)]
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})")
+
+
+def _instant(value: object) -> object:
+    """An instant as RFC 3339 with an offset and whole seconds ("2026-12-01T00:00:00Z"), in UTC from then on:
+    billing instants are whole seconds, as a card processor's timestamps are; a number or a naive time is refused."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("an instant is written like 2026-12-01T00:00:00Z (RFC 3339, whole seconds, an offset)")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not 1970 <= parsed.year <= 9000:
+        raise ValueError("an instant between the years 1970 and 9000")
+    return parsed.astimezone(UTC)
+
+
+Instant = Annotated[datetime, BeforeValidator(_instant)]
 
 
 class Body(BaseModel):

@@ -61,6 +61,7 @@ def invoice_json(invoice: Invoice, row: Mapping[str, Any]) -> dict[str, Any]:
         **_money("subtotal", invoice.subtotal), **_money("tax", invoice.tax), **_money("total", invoice.total),
         **_money("amount_due", invoice.amount_due), **_money("amount_paid", invoice.amount_paid),
         **_money("amount_remaining", invoice.amount_remaining), **_money("amount_credited", credited),
+        **_money("credit_applied", invoice.credit_applied or Money.zero(invoice.currency)),
         "credit_notes": [note.credit_note_id for note in invoice.credit_notes],
         "tax_notes": list(quote.get("notes", [])), "paid_out_of_band": bool(row.get("paid_out_of_band")),
         "actions": invoice.actions,

@@ -12,8 +12,12 @@ than the currency's minor unit), rounded half-even to the minor unit; its tax co
 rounded likewise. So, to the micro-unit:
 
     subtotal = Σ line amounts            tax = Σ line taxes            total = subtotal + tax
-    amount_due = total - credited before payment           amount_remaining = amount_due - amount_paid
-    (that is: amount_remaining = total - paid - credited)
+    amount_due = total - credited before payment - credit applied      amount_remaining = amount_due - amount_paid
+    (that is: amount_remaining = total - paid - credited - credit applied)
+
+Credit applied: at finalization the customer's credit balance (what post-payment credit notes credited to it,
+e.g. unused time of a subscription) pays for as much of the invoice as it covers; an invoice it covers whole is
+paid at once.
 
 Credit notes (on open, uncollectible or paid invoices), by lines or by an amount:
 - before payment, a credit note reduces what is due; at most what remains, and an invoice credited to nothing
@@ -219,10 +223,13 @@ class Invoice:
     number: str | None = None
     amount_paid: Money | None = None
     credit_notes: tuple[CreditNote, ...] = field(default=())
+    credit_applied: Money | None = None  # from the customer's credit balance, at finalization
 
     def __post_init__(self) -> None:
         if self.amount_paid is None:
             object.__setattr__(self, "amount_paid", Money.zero(self.currency))
+        if self.credit_applied is None:
+            object.__setattr__(self, "credit_applied", Money.zero(self.currency))
 
     # --- totals (derived, never stored apart from the lines) ------------------------------------------------
     @property
@@ -247,7 +254,8 @@ class Invoice:
 
     @property
     def amount_due(self) -> Money:
-        return self.total - self.credited_before_payment
+        assert self.credit_applied is not None
+        return self.total - self.credited_before_payment - self.credit_applied
 
     @property
     def amount_remaining(self) -> Money:
@@ -280,9 +288,11 @@ class Invoice:
             raise InvoiceRefused("line-not-found", f"no line {line_id} on the invoice")
         return replace(self, lines=kept)
 
-    def finalize(self, number: str, taxes: dict[str, Sequence[LineTax]], due_date: date) -> Invoice:
-        """Open the invoice: its number, each line's tax (by line id), its due date. Nothing else changes again
-        but through a payment, a credit note, void or uncollectible."""
+    def finalize(self, number: str, taxes: dict[str, Sequence[LineTax]], due_date: date,
+                 credit_available: Money | None = None) -> Invoice:
+        """Open the invoice: its number, each line's tax (by line id), its due date, and as much of the customer's
+        ``credit_available`` (their credit balance) as the total takes. Nothing else changes again but through a
+        payment, a credit note, void or uncollectible."""
         require(self.status, "finalize")
         if not self.lines:
             raise InvoiceRefused("invoice-empty", "an invoice needs at least one line to be finalized")
@@ -293,6 +303,10 @@ class Invoice:
             if any(not 0 <= t.taxable_micros <= line.amount.micros or t.tax_micros < 0 for t in line.taxes):
                 raise InvoiceRefused("invalid-tax", f"the tax of line {line.line_id} is not on its amount")
         opened = replace(self, status=S.OPEN, number=number, lines=lines, due_date=due_date)
+        if credit_available is not None:
+            if credit_available.currency != self.currency or credit_available.is_negative():
+                raise InvoiceRefused("invalid-credit", f"the credit applied is a {self.currency} amount >= 0")
+            opened = replace(opened, credit_applied=min(credit_available, opened.total))
         return opened._paid_if_settled()
 
     # --- after finalization ---------------------------------------------------------------------------------
@@ -350,6 +364,12 @@ def plan_credit_note(invoice: Invoice, credit_note_id: str, reason: str, *,
     note = CreditNote(credit_note_id, invoice.invoice_id, reason, credit_lines, before, settlement, memo)
     _check_credit(invoice, note)
     return note
+
+
+def credit_line(invoice: Invoice, line_id: str, amount: Money) -> CreditLine:
+    """What crediting ``amount`` (tax excluded) of one line takes off it, with the tax given back: for working out
+    a credit note's total before planning it (a paid invoice's note must name where its total goes)."""
+    return _credit_line(invoice, line_id, amount)
 
 
 def _whole_minor(invoice: Invoice, amount: Money, what: str) -> None:

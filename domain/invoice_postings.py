@@ -1,11 +1,13 @@
 """What an invoice and its credit notes post to the ledger.
 
     finalized            Dr receivable:<customer> total      Cr revenue subtotal, Cr tax_payable:<jurisdiction> tax
+                         (less the customer's credit applied, which is Dr customer_credit:<customer> instead)
     paid out of band     Dr cash:out_of_band                  Cr receivable
     (paid by card: the payment's own entry, Dr cash:<provider> Cr receivable)
     marked uncollectible Dr bad_debt                          Cr receivable          (what remains is written off)
     recovered            Dr receivable                        Cr bad_debt            (an uncollectible invoice paid)
     voided               Dr revenue, Dr tax_payable           Cr receivable | bad_debt   (what was not credited)
+                                                              Cr customer_credit (the credit applied goes back)
     credit note, unpaid  Dr revenue, Dr tax_payable           Cr receivable | bad_debt
     credit note, paid    Dr revenue, Dr tax_payable           Cr refunds (the refund, which the refund's own entry
                                                               then moves out of cash), Cr customer_credit:<customer>,
@@ -61,9 +63,16 @@ def finalized(invoice: Invoice) -> JournalEntry | None:
     for line in invoice.lines:
         for tax in line.taxes:
             taxes[tax.jurisdiction] += tax.tax_micros
-    lines = [Line(receivable(invoice.customer_id, invoice.currency), invoice.total.micros),
+    assert invoice.credit_applied is not None
+    applied = invoice.credit_applied.micros
+    lines = [Line(receivable(invoice.customer_id, invoice.currency), invoice.total.micros - applied),
+             Line(_customer_credit(invoice), applied),
              *_sale_lines(invoice.currency, invoice.subtotal.micros, taxes, -1)]
     return entry("invoice", invoice.invoice_id, "invoice.finalized", lines, memo=invoice.number or "")
+
+
+def _customer_credit(invoice: Invoice) -> Account:
+    return Account(AccountCode.CUSTOMER_CREDIT, invoice.currency, invoice.customer_id)
 
 
 def paid_out_of_band(invoice: Invoice, amount: Money) -> JournalEntry | None:
@@ -107,9 +116,11 @@ def voided(invoice: Invoice) -> JournalEntry | None:
             for jurisdiction, micros in credit_line.taxes:
                 taxes[jurisdiction] -= micros
     remaining = invoice.amount_remaining
-    if remaining.is_zero():
+    assert invoice.credit_applied is not None
+    if remaining.is_zero() and invoice.credit_applied.is_zero():
         return None
-    lines = [*_sale_lines(invoice.currency, revenue, dict(taxes), +1), Line(_owed_by(invoice), -remaining.micros)]
+    lines = [*_sale_lines(invoice.currency, revenue, dict(taxes), +1), Line(_owed_by(invoice), -remaining.micros),
+             Line(_customer_credit(invoice), -invoice.credit_applied.micros)]
     return entry("invoice", invoice.invoice_id, "invoice.voided", lines)
 
 

@@ -52,6 +52,54 @@ def risk_bias_report(
     typer.echo(json.dumps(report, indent=2, default=str) if as_json else render_table(report))
 
 
+renewals_app = typer.Typer(help="Subscriptions' renewals: the renewal run.", no_args_is_help=True)
+app.add_typer(renewals_app, name="renewals")
+
+
+@renewals_app.command("run")
+def renewals_run(
+    at: Annotated[str | None, typer.Option(help="Renew what is due at this instant (RFC 3339); default: now")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what is due, change nothing")] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the run's progress until it is done")] = True,
+) -> None:
+    """Start a RenewalRunWorkflow now (the Schedule starts one every PAYSAGA_RENEWAL_EVERY_SECONDS)."""
+    import contextlib
+    import secrets
+    from datetime import UTC, datetime
+
+    from contracts.renewals import PROGRESS_QUERY, RENEWAL_RUN_WORKFLOW, RenewalProgress, renewal_run_workflow_id
+    from paysaga.schedules import renewal_input
+    from paysaga.temporal import connect_client
+
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC) if at else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--at: {exc}") from exc
+
+    async def _run() -> RenewalProgress:
+        settings = get_settings()
+        client = await connect_client(settings)
+        inp = renewal_input(settings, at=when, dry_run=dry_run)
+        workflow_id = f"{renewal_run_workflow_id(when or datetime.now(UTC))}-cli-{secrets.token_hex(3)}"
+        handle = await client.start_workflow(RENEWAL_RUN_WORKFLOW, inp, id=workflow_id,
+                                             task_queue=settings.task_queue, result_type=RenewalProgress)
+        typer.echo(f"started {workflow_id}" + (" (dry run)" if dry_run else ""))
+        if not wait:
+            return RenewalProgress(run_id=workflow_id)
+        result = asyncio.ensure_future(handle.result())
+        while not result.done():
+            await asyncio.wait([result], timeout=2.0)
+            if not result.done():
+                with contextlib.suppress(Exception):
+                    p = await handle.query(PROGRESS_QUERY, result_type=RenewalProgress)
+                    typer.echo(f"  due {p.due}  invoiced {p.invoiced}  charged {p.charged}  succeeded {p.succeeded}"
+                               f"  failed {p.failed}  dunning {p.handed_to_dunning}  {p.rate_per_second}/s")
+        return result.result()
+
+    progress = asyncio.run(_run())
+    typer.echo(progress.model_dump_json(indent=2))
+
+
 dlq_app = typer.Typer(help="Dead letters: provider work whose retries ran out.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from temporalio.client import (
@@ -20,6 +20,7 @@ from temporalio.client import (
 
 from contracts.payouts import PAYOUT_RUNS_SCHEDULE_ID, PAYOUT_RUNS_WORKFLOW, PayoutRunsInput
 from contracts.reconciliation import RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW, ReconcileInput
+from contracts.renewals import RENEWAL_RUN_WORKFLOW, RENEWAL_SCHEDULE_ID, Pacing, RenewalRunInput
 from contracts.risk import RISK_BIAS_REPORT_SCHEDULE_ID, RISK_BIAS_REPORT_WORKFLOW
 from contracts.settlement import (
     SETTLEMENT_DAILY_SCHEDULE_ID,
@@ -28,6 +29,18 @@ from contracts.settlement import (
     SettlementInput,
 )
 from paysaga.settings import WEEKDAYS, Settings
+
+
+def renewal_input(settings: Settings, *, at: datetime | None = None, dry_run: bool = False) -> RenewalRunInput:
+    """A renewal run's input from settings (fixed for the run: a replay sees what the run saw)."""
+    return RenewalRunInput(
+        at=at, dry_run=dry_run, batch_size=settings.renewal_batch_size, invoice_window=settings.renewal_invoice_window,
+        charge_window=settings.renewal_charge_window, batches_per_run=settings.renewal_batches_per_run,
+        settle_wait_seconds=settings.renewal_settle_wait_seconds,
+        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
+        pacing=Pacing(account=settings.provider_account or settings.provider,
+                      rate_per_second=settings.provider_rate_per_second, burst=settings.provider_rate_burst,
+                      chunk=settings.renewal_charge_chunk, concurrency=settings.renewal_charge_concurrency))
 
 log = structlog.get_logger("paysaga.schedules")
 
@@ -53,8 +66,17 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             second=[ScheduleRange(0)])], time_zone_name="UTC"),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+    renewals = Schedule(
+        action=ScheduleActionStartWorkflow(
+            RENEWAL_RUN_WORKFLOW, args=[renewal_input(settings)], id="renewal-run", task_queue=settings.task_queue),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.renewal_every_seconds))]),
+        # One run at a time (a long run is not doubled by the next tick); ticks missed while the server was down
+        # are made up if they are at most this old — one run renews everything due by its time anyway.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP,
+                              catchup_window=timedelta(seconds=settings.renewal_catchup_window_seconds)),
+    )
     for schedule_id, schedule in ((RECONCILE_SCHEDULE_ID, reconcile), (RISK_BIAS_REPORT_SCHEDULE_ID, bias_report),
-                                  *money_schedules(settings).items()):
+                                  (RENEWAL_SCHEDULE_ID, renewals), *money_schedules(settings).items()):
         try:
             await client.create_schedule(schedule_id, schedule)
             log.info("schedule.created", schedule_id=schedule_id)

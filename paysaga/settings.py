@@ -111,6 +111,24 @@ class Settings(BaseSettings):
     reconcile_batch_limit: int = Field(default=200, description="Payments examined per run, at most")
     schedules_enabled: bool = Field(default=True, description="Create the Temporal Schedules at worker start")
 
+    # --- subscriptions: the renewal run (a Temporal Schedule, or `paysaga renewals run`) --------------------------
+    renewal_every_seconds: int = Field(default=900, description="How often the renewal Schedule starts a run")
+    renewal_catchup_window_seconds: int = Field(
+        default=86_400, description="Runs the Schedule missed (server down) are made up within this window")
+    renewal_batch_size: int = Field(default=1000, ge=1, le=5000, description="Subscriptions per batch")
+    renewal_invoice_window: int = Field(default=2, ge=1, description="Invoicing batches in flight")
+    renewal_charge_window: int = Field(default=2, ge=1, description="Charging batches in flight")
+    renewal_batches_per_run: int = Field(default=60, ge=1, description="Continue as new after this many batches")
+    renewal_settle_wait_seconds: float = Field(
+        default=60.0, description="How long a batch polls the provider for asynchronous outcomes")
+    # Pacing of charges: a token bucket per provider account in the database, shared by every worker. Stripe
+    # allows 100 requests/s per account in live mode and 25 in test mode; 0 sends as fast as the provider answers.
+    provider_rate_per_second: float = Field(default=0.0, ge=0, description="Charges per second per provider account")
+    provider_rate_burst: float = Field(default=100.0, gt=0)
+    provider_account: str = Field(default="", description="The account the rate applies to (default: the provider)")
+    renewal_charge_chunk: int = Field(default=100, ge=1, le=1000, description="Charges per provider call")
+    renewal_charge_concurrency: int = Field(default=4, ge=1, description="Provider calls of one batch at once")
+
     # --- risk (hard rules; per-tenant overrides come later) ------------------------------------------------
     risk_max_amount_micros: int = 50_000 * 1_000_000
     risk_velocity_window_seconds: int = 3600

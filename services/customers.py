@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
+from activities.dunning_start import signal_payment_method
 from activities.stores import customers as store
 from activities.stores import payment_methods as methods
 from contracts.auth import Principal
@@ -12,6 +15,8 @@ from paysaga.db import tenant_tx
 from services.context import AppContext
 from services.errors import Unprocessable, not_found
 from services.ids import new_id
+
+log = structlog.get_logger("paysaga.billing")
 
 
 def customer_json(row: Any) -> dict[str, Any]:
@@ -45,9 +50,18 @@ async def update(ctx: AppContext, who: Principal, customer_id: str, body: Custom
             if method is None or method["customer_id"] != customer_id or method["detached_at"] is not None:
                 raise Unprocessable("unknown-payment-method", "Unknown payment method",
                                     f"{method_id} is not an attached payment method of {customer_id}.")
+        previous = await store.fetch(conn, customer_id)
         row = await store.update(conn, customer_id, changes)
     if row is None:
         raise not_found("customer", customer_id)
+    if method_id is not None and previous is not None and previous["default_payment_method_id"] != method_id:
+        # Dunning of the customer's unpaid subscription invoices waits for a new payment method: tell it.
+        try:
+            async with tenant_tx(ctx.pool, who.tenant_id) as conn:
+                await signal_payment_method(ctx.temporal, conn, who.tenant_id, customer_id, method_id,
+                                            f"pm_{customer_id}_{int(row['updated_at'].timestamp() * 1e6)}")
+        except Exception as exc:  # the change is made; dunning also sees the method at its next retry
+            log.warning("customer.payment_method_signal_failed", customer_id=customer_id, error=str(exc))
     return customer_json(row)
 
 

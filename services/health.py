@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.stores import payments
+from activities.stores import payments, subscriptions
 from services.context import AppContext
 
 
@@ -24,3 +24,8 @@ async def readiness(ctx: AppContext) -> dict[str, str]:
 
 async def payments_by_status(ctx: AppContext) -> dict[str, int]:
     return {row["status"]: row["n"] for row in await payments.status_counts(ctx.pool)}
+
+
+async def billing_metrics(ctx: AppContext) -> list[tuple[str, str, int]]:
+    """Renewals by outcome, dunning recoveries by stage, revenue recovered: fleet-wide numbers."""
+    return await subscriptions.billing_metrics(ctx.pool)

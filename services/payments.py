@@ -15,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.stores import connected_accounts as account_store
 from activities.stores import payments as store
+from activities.stores import renewals as renewal_store
 from contracts.auth import Principal
 from contracts.errors import NOT_CANCELABLE
 from contracts.payments import (
@@ -32,7 +33,7 @@ from contracts.payments import (
     start_search_attributes,
 )
 from contracts.webhooks import NormalizedEvent
-from domain.intents import WebhookAction, news_of, webhook_action
+from domain.intents import WebhookAction, command_for, news_of, webhook_action
 from domain.money import Money, MoneyError
 from domain.payment import PaymentStatus
 from paysaga.db import tenant_tx
@@ -267,6 +268,19 @@ async def on_webhook(ctx: AppContext, conn: asyncpg.Connection | None, event: No
         return "ignored", {"received": True, "ignored": f"event type {event.event_type} not acted on"}
     if action == WebhookAction.NO_OP:  # recorded; a signal would wake the workflow for nothing
         return "no-op", {"received": True, "note": f"nothing to do for a {status.value} payment"}
+    if await renewal_store.owns_payment(conn, event.reference_id):
+        # A renewal's payment has no workflow of its own: the news is applied here, in the inbox's transaction
+        # (the payment, its invoice, its subscription), as the workflow would apply it.
+        command = command_for(status, news_of(signal.type, signal.intent_status), signal.decline_code,
+                              signal.failure_message)
+        if command is not None:
+            view, _ = await store.apply_transition(conn, event.reference_id, command, {}, "webhook",
+                                                   row["workflow_id"])
+            if view.status.is_terminal:
+                await renewal_store.set_charge_state(conn, [view.id], "settled")
+        log.info("webhook.applied", provider=event.provider, event_id=event.event_id, type=event.event_type,
+                 tenant_id=event.tenant_id, payment_id=event.reference_id)
+        return "accepted", {"received": True}
     try:
         await ctx.temporal.get_workflow_handle(row["workflow_id"]).signal(PROVIDER_EVENT_SIGNAL, signal)
     except RPCError as exc:

@@ -45,6 +45,9 @@ class CreateIntent(BaseModel):
     description: str | None = None
     return_url: str | None = None
     request_three_d_secure: bool = False  # challenge the customer even if the card would not require it
+    off_session: bool = False  # the customer is not there (a renewal): an issuer asking for them is an answer
+    key: str | None = Field(default=None, description="The idempotency key, when the caller derives its own "
+                                                      "(a renewal's: subscription, period, attempt)")
     # A split charge: for this connected account (ours, acct_…), of which the platform keeps the fee. The charge
     # lands whole in the platform balance; the seller's share leaves with the weekly payout run's transfer.
     destination: str | None = None
@@ -56,7 +59,7 @@ class CreateIntent(BaseModel):
     @property
     def idempotency_key(self) -> str:
         # Business ids only: a retried activity or a replayed workflow sends the same key.
-        return f"{self.payment_id}:{self.attempt}"
+        return self.key or f"{self.payment_id}:{self.attempt}"
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -98,6 +101,23 @@ class CardDetails(BaseModel):
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2 of the issuing bank")
 
 
+class ChargeResult(BaseModel):
+    """One charge of a batch: the intent it made (succeeded, processing, or asking for the customer), a decline,
+    or an error worth retrying (`throttled`: the provider said 429)."""
+
+    payment_id: str
+    attempt: int = 1
+    intent: Intent | None = None
+    decline_code: str | None = None
+    failure_message: str | None = None
+    error: str | None = None
+    throttled: bool = False
+
+    @property
+    def declined(self) -> bool:
+        return self.decline_code is not None
+
+
 class CardDeclined(Exception):
     """A business outcome, not a fault: never retried."""
 
@@ -117,6 +137,15 @@ class PaymentProvider(Protocol):
 
     async def create_and_confirm(self, req: CreateIntent) -> Intent:
         """Create and confirm a PaymentIntent. Raises CardDeclined (with the intent id when one exists)."""
+        ...
+
+    async def create_and_confirm_many(self, reqs: list[CreateIntent]) -> list[ChargeResult]:
+        """Many charges at once (renewals), each idempotent on its own key as `create_and_confirm` is, one result
+        per request in order; declines and retryable errors are results, never raised."""
+        ...
+
+    async def retrieve_many(self, intent_ids: list[str]) -> list[Intent]:
+        """Many intents at once (the renewal run's poll of what is still processing)."""
         ...
 
     async def find_intent(self, payment_id: str, attempt: int) -> Intent | None:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from activities.stores import ledger, outbox
+from activities.stores import ledger, outbox, subscriptions
 from contracts.invoice_views import invoice_json
 from domain import invoice_postings as postings
 from domain.invoice import (
@@ -103,6 +103,7 @@ async def load_many(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> lis
             collection_method=row["collection_method"], days_until_due=row["days_until_due"],
             due_date=row["due_date"], number=row["number"], amount_paid=Money(row["amount_paid_micros"], currency),
             credit_notes=tuple(_credit_note(r, currency) for r in notes[row["invoice_id"]]),
+            credit_applied=Money(row["credit_applied_micros"], currency),
         )
         out.append(Loaded(invoice, row))
     return out
@@ -200,7 +201,25 @@ async def save_change(conn: asyncpg.Connection, before: Loaded, after: Invoice, 
     for entry in entries or []:
         if entry is not None:
             await ledger.post(conn, after.tenant_id, entry)
+    if after.status is InvoiceStatus.PAID and before.invoice.status is not InvoiceStatus.PAID and (
+            row["subscription_id"] is not None):
+        # However it was paid (card, out of band, a credit note, nothing left at finalization), the subscription
+        # hears it in the same transaction.
+        await subscriptions.on_invoice_paid(conn, after.invoice_id, row["subscription_id"], correlation_id)
     return changed
+
+
+async def first_charge_failed(conn: asyncpg.Connection, invoice_id: str, payment_id: str,
+                              failure_code: str | None, correlation_id: str) -> None:
+    """A payment of the invoice failed (in the payment's transaction): if it was the invoice's first charge and
+    the invoice is a subscription's, the subscription records it (and may be handed to dunning)."""
+    row = await conn.fetchrow(
+        """SELECT subscription_id, status, (SELECT count(*) FROM paysaga.payments p WHERE p.invoice_id = i.invoice_id)
+                  AS charges FROM paysaga.invoices i WHERE invoice_id = $1""", invoice_id)
+    if row is None or row["subscription_id"] is None or row["charges"] != 1 or row["status"] != "open":
+        return
+    await subscriptions.on_first_charge_failed(conn, invoice_id, row["subscription_id"], payment_id, failure_code,
+                                               correlation_id)
 
 
 async def settle_by_payment(conn: asyncpg.Connection, invoice_id: str, payment_id: str, amount: Money,

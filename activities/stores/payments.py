@@ -230,6 +230,8 @@ async def apply_transition(
                                                 presentment=amount, rates=settled.rates)
         if view.invoice_id is not None:  # and the invoice it collects is paid, in the same transaction too
             await invoices.settle_by_payment(conn, view.invoice_id, view.id, amount, correlation_id)
+    elif view.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) and view.invoice_id is not None:
+        await invoices.first_charge_failed(conn, view.invoice_id, view.id, view.failure_code, correlation_id)
     return view, True
 
 

@@ -180,6 +180,8 @@ def test_a_refund_converted_back_at_a_worse_rate_books_a_loss_and_nothing_else(
     settled = convert(presentment, quoted).target
     if not settled.is_positive():
         return
+    # Buying back at a worse rate must still be an amount Money can hold.
+    assume(settled.micros + worse_minor * get_currency(quote).micros_per_minor <= MAX_MICROS)
     charge = provider_conversion("payment", "p", "payment.fx_settled", "stripe",
                                  settle_conversion(presentment, settled, quoted))
     refund_cost = settled + minor(worse_minor, quote)  # buying the presentment currency back costs more

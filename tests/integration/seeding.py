@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -23,3 +24,57 @@ async def seed_payment(pool: asyncpg.Pool, tenant_id: str, provider: str = "sand
             tenant_id=tenant_id, payment_id=pid, customer_id=cid, payment_method_id=pm, amount_micros=5_000_000,
             currency="USD", idempotency_key=f"k-{pid}"), provider, "test")
     return pid
+
+
+async def seed_due_subscriptions(pool: asyncpg.Pool, tenant_id: str, template_id: str, n: int, at: datetime, *,
+                                 per_customer: int = 10, declined_token: str = "pm_card_chargeDeclined",
+                                 declined_every: int = 0, prefix: str = "bulk") -> list[str]:
+    """`n` copies of an active subscription (made through the API, so every column is as the service writes
+    it), each with a period ending at `at` and due then, set-based (a few statements, not a request each).
+    Customers and payment methods are copied too, one customer per `per_customer` subscriptions; every
+    `declined_every`-th customer's card is declined. Needs the owner's pool (it writes across the stores).
+    Answers the subscriptions' ids."""
+    customers = (n + per_customer - 1) // per_customer
+    start = at - timedelta(days=30)
+    async with pool.acquire() as conn, conn.transaction():
+        template = await conn.fetchrow("SELECT * FROM paysaga.subscriptions WHERE tenant_id = $1 "
+                                       "AND subscription_id = $2", tenant_id, template_id)
+        assert template is not None
+        await conn.execute(
+            """INSERT INTO paysaga.customers
+               SELECT (jsonb_populate_record(NULL::paysaga.customers, to_jsonb(c) || jsonb_build_object(
+                         'customer_id', $3 || '_cus_' || g, 'default_payment_method_id', $3 || '_pm_' || g,
+                         'created_at', now(), 'updated_at', now()))).*
+                 FROM paysaga.customers c, generate_series(1, $4) g
+                WHERE c.tenant_id = $1 AND c.customer_id = $2""",
+            tenant_id, template["customer_id"], prefix, customers)
+        methods = await conn.execute(
+            """INSERT INTO paysaga.payment_methods
+               SELECT (jsonb_populate_record(NULL::paysaga.payment_methods, to_jsonb(m) || jsonb_build_object(
+                         'payment_method_id', $4 || '_pm_' || g, 'customer_id', $4 || '_cus_' || g,
+                         'provider_token', CASE WHEN $6 > 0 AND g % $6 = 0 THEN $5 ELSE m.provider_token END,
+                         'created_at', now()))).*
+                 FROM paysaga.payment_methods m, generate_series(1, $3) g
+                WHERE m.tenant_id = $1 AND m.payment_method_id = $2""",
+            tenant_id, template["default_payment_method_id"] or await conn.fetchval(
+                "SELECT default_payment_method_id FROM paysaga.customers WHERE tenant_id = $1 AND customer_id = $2",
+                tenant_id, template["customer_id"]), customers, prefix, declined_token, declined_every)
+        assert methods == f"INSERT 0 {customers}", methods
+        rows = await conn.fetch(
+            """INSERT INTO paysaga.subscriptions
+               SELECT (jsonb_populate_record(NULL::paysaga.subscriptions, to_jsonb(s) || jsonb_build_object(
+                         'subscription_id', $3 || '_sub_' || g,
+                         'customer_id', $3 || '_cus_' || ((g - 1) / $6 + 1),
+                         'default_payment_method_id', $3 || '_pm_' || ((g - 1) / $6 + 1),
+                         'cycle_anchor', $5::timestamptz, 'cycle_day_of_month', extract(day FROM $5::timestamptz),
+                         'period_start', $4::timestamptz, 'period_basis_start', $4::timestamptz,
+                         'period_end', $5::timestamptz, 'started_at', $4::timestamptz,
+                         'next_action_at', $5::timestamptz,
+                         'status', 'active', 'canceled_at', NULL, 'ended_at', NULL,
+                         'latest_invoice_id', NULL, 'idempotency_key', NULL, 'created_at', $4::timestamptz,
+                         'updated_at', $4::timestamptz))).*
+                 FROM paysaga.subscriptions s, generate_series(1, $7) g
+                WHERE s.tenant_id = $1 AND s.subscription_id = $2
+               RETURNING subscription_id""",
+            tenant_id, template_id, prefix, start, at, per_customer, n)
+    return [r["subscription_id"] for r in rows]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
+from temporalio.client import ScheduleOverlapPolicy
 
 from contracts.reconciliation import RECONCILE_SCHEDULE_ID as SCHEDULE_ID
 from contracts.reconciliation import ReconcileInput, ReconcileReport
+from contracts.renewals import RENEWAL_SCHEDULE_ID
 from contracts.risk import RISK_BIAS_REPORT_SCHEDULE_ID
 from paysaga.schedules import ensure_schedules
 from tests.integration.helpers import customer_with_method, pay, wait_status
@@ -77,11 +80,16 @@ async def test_dropped_webhooks_are_reconciled(stack: Stack, tenant: tuple[str, 
 async def test_schedules_are_created_once(stack: Stack) -> None:
     await ensure_schedules(stack.client, stack.settings)
     await ensure_schedules(stack.client, stack.settings)  # a second worker start changes nothing
-    expected = {SCHEDULE_ID: "ReconcileWorkflow", RISK_BIAS_REPORT_SCHEDULE_ID: "RiskBiasReportWorkflow"}
+    expected = {SCHEDULE_ID: "ReconcileWorkflow", RISK_BIAS_REPORT_SCHEDULE_ID: "RiskBiasReportWorkflow",
+                RENEWAL_SCHEDULE_ID: "RenewalRunWorkflow"}
     for schedule_id, workflow_type in expected.items():
         handle = stack.client.get_schedule_handle(schedule_id)
         try:
             described = await handle.describe()
             assert described.schedule.action.workflow == workflow_type
+            if schedule_id == RENEWAL_SCHEDULE_ID:  # one run at a time, missed runs made up within a window
+                policy = described.schedule.policy
+                assert policy.overlap == ScheduleOverlapPolicy.SKIP
+                assert policy.catchup_window == timedelta(seconds=stack.settings.renewal_catchup_window_seconds)
         finally:
             await handle.delete()

@@ -11,13 +11,14 @@ Every state change writes its webhook events in the same transaction (events.pub
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from activities.providers.base import CardDeclined, CreateIntent, Intent, IntentStatus
+from activities.providers.base import CardDeclined, ChargeResult, CreateIntent, Intent, IntentStatus
 from activities.providers.sandbox import balance
 from activities.providers.sandbox.catalogue import CardOutcome, TestCard, card_of, describe_test_card
 from activities.providers.sandbox.disputes import open_dispute
@@ -53,7 +54,7 @@ class Intents:
         self._settings = settings
 
     async def create_and_confirm(self, req: CreateIntent) -> Intent:
-        card = _card_for(req)
+        card = card_for(req)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await _by_key(conn, req)
             if row is not None:  # an idempotent replay answers what the first request answered
@@ -66,6 +67,64 @@ class Intents:
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         return self._replay(row)
+
+    async def create_and_confirm_many(self, reqs: list[CreateIntent], cards: list[TestCard]) -> list[ChargeResult]:
+        """The batch form of `create_and_confirm`, set-based: one statement finds the requests already made (their
+        first answers replay), one inserts the others, one writes their webhook events; one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            existing = {(str(r["tenant_id"]), r["idempotency_key"]): r for r in await conn.fetch(
+                """SELECT * FROM sandbox.payment_intents
+                    WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))""",
+                [r.tenant_id for r in reqs], [r.idempotency_key for r in reqs])}
+            fresh = [(r, c) for r, c in zip(reqs, cards, strict=True)
+                     if (r.tenant_id, r.idempotency_key) not in existing]
+            rows = await conn.fetch(
+                """INSERT INTO sandbox.payment_intents (intent_id, tenant_id, idempotency_key, payment_id, attempt,
+                       amount_minor, currency, payment_method, status, decline_code, failure_message, metadata)
+                   SELECT i, t, k, p, a, m, c, pm, st, dc, fm, md::jsonb
+                     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+                          AS x(i, t, k, p, a, m, c, pm, st, dc, fm, md)
+                   ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *""",
+                [f"pi_sbx_{secrets.token_hex(12)}" for _ in fresh], [r.tenant_id for r, _ in fresh],
+                [r.idempotency_key for r, _ in fresh], [r.payment_id for r, _ in fresh],
+                [r.attempt for r, _ in fresh], [r.amount_minor for r, _ in fresh],
+                [r.currency.upper() for r, _ in fresh], [r.payment_method for r, _ in fresh],
+                [_CONFIRMED[c.outcome][0].value for _, c in fresh],
+                [c.decline_code if c.outcome == "decline" else None for _, c in fresh],
+                [f"Your card was declined ({c.decline_code})." if c.outcome == "decline" else None
+                 for _, c in fresh],
+                [json.dumps(r.metadata) for r, _ in fresh])
+            made = {(str(r["tenant_id"]), r["idempotency_key"]): r for r in rows}
+            events: list[Outgoing] = []
+            for (_, card), row in ((f, made.get((f[0].tenant_id, f[0].idempotency_key))) for f in fresh):
+                if row is not None:
+                    intent = to_intent(row, self._settings)
+                    events += [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
+            await publish(conn, events)
+            if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
+                for r, _ in fresh:
+                    if (r.tenant_id, r.idempotency_key) not in made:
+                        made[(r.tenant_id, r.idempotency_key)] = await _by_key(conn, r)
+        if self._settings.sandbox_response_latency_ms:
+            await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
+        out = []
+        for r in reqs:
+            row = existing.get((r.tenant_id, r.idempotency_key)) or made[(r.tenant_id, r.idempotency_key)]
+            intent = to_intent(row, self._settings)
+            declined = intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and intent.decline_code
+            out.append(ChargeResult(payment_id=r.payment_id, attempt=r.attempt, intent=None if declined else intent,
+                                    decline_code=intent.decline_code if declined else None,
+                                    failure_message=intent.failure_message if declined else None))
+        return out
+
+    async def retrieve_many(self, intent_ids: list[str]) -> list[Intent]:
+        """The batch form of `retrieve`: overdue settlements are made first, in one statement."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _settle(conn, self._settings, _SETTLE_MANY, intent_ids, len(intent_ids))
+            rows = await conn.fetch("SELECT * FROM sandbox.payment_intents WHERE intent_id = ANY($1::text[])",
+                                    intent_ids)
+        return [to_intent(r, self._settings) for r in rows]
 
     async def find(self, payment_id: str, attempt: int) -> Intent | None:
         row = await self._pool.fetchrow(
@@ -149,6 +208,17 @@ class Intents:
         return settled[0] if settled else await self._get(row["intent_id"])
 
 
+# The same settlement, for the intents a batch asks about.
+_SETTLE_MANY = """
+    UPDATE sandbox.payment_intents SET status = 'succeeded', updated_at = now()
+    WHERE intent_id IN (
+        SELECT intent_id FROM sandbox.payment_intents
+        WHERE status = 'processing' AND updated_at <= now() - make_interval(secs => $1)
+          AND intent_id = ANY($2::text[])
+        ORDER BY intent_id LIMIT $3 FOR UPDATE)
+    RETURNING *"""
+
+
 async def settle_due_intents(conn: asyncpg.Connection, settings: Settings, limit: int) -> int:
     """The network's part: settle up to `limit` overdue processing intents in `conn`'s transaction."""
     return len(await _settle(conn, settings, _SETTLE.format(lock="SKIP LOCKED"), None, limit))
@@ -193,7 +263,7 @@ def to_intent(row: asyncpg.Record, settings: Settings) -> Intent:
     )
 
 
-def _card_for(req: CreateIntent) -> TestCard:
+def card_for(req: CreateIntent) -> TestCard:
     card = describe_test_card(req.payment_method)
     if req.request_three_d_secure and card.outcome == "succeed":  # asked to challenge: Stripe's `any`
         return TestCard(card.brand, card.last4, "authenticate", refund_fails=card.refund_fails)

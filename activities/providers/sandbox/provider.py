@@ -18,6 +18,7 @@ from activities.providers.base import (
     Balance,
     BalanceTransaction,
     CardDetails,
+    ChargeResult,
     CreateAccount,
     CreateIntent,
     CreatePayout,
@@ -30,11 +31,11 @@ from activities.providers.base import (
     TransferResult,
 )
 from activities.providers.sandbox import balance
-from activities.providers.sandbox.catalogue import describe_card_details, describe_test_card
+from activities.providers.sandbox.catalogue import UnknownPaymentMethod, describe_card_details, describe_test_card
 from activities.providers.sandbox.connect import Connect
 from activities.providers.sandbox.disputes import Disputes
 from activities.providers.sandbox.faults import FaultInjector
-from activities.providers.sandbox.intents import Intents
+from activities.providers.sandbox.intents import Intents, card_for
 from activities.providers.sandbox.refunds import Refunds
 from paysaga.settings import Settings
 
@@ -61,6 +62,38 @@ class SandboxProvider:
         intent = await self._intents.create_and_confirm(req)
         await self._faults.after_work(fault)
         return intent
+
+    async def create_and_confirm_many(self, reqs: list[CreateIntent]) -> list[ChargeResult]:
+        """Each request draws its own fault (429 before the work, 500 after it: the answer is lost, the intent
+        made), as a request of its own to Stripe would."""
+        results: dict[int, ChargeResult] = {}
+        work: list[tuple[int, CreateIntent]] = []
+        lost: set[int] = set()
+        for n, req in enumerate(reqs):
+            try:
+                describe_test_card(req.payment_method)
+            except UnknownPaymentMethod as exc:
+                results[n] = ChargeResult(payment_id=req.payment_id, attempt=req.attempt,
+                                          decline_code="invalid_payment_method", failure_message=str(exc))
+                continue
+            fault = self._faults.draw(req.idempotency_key)
+            if fault == "429":
+                results[n] = ChargeResult(payment_id=req.payment_id, attempt=req.attempt, throttled=True,
+                                          error="sandbox: 429 rate limited (injected)")
+                continue
+            if fault in ("500", "timeout"):
+                lost.add(n)
+            work.append((n, req))
+        if work:
+            answers = await self._intents.create_and_confirm_many([r for _, r in work],
+                                                                  [card_for(r) for _, r in work])
+            for (n, req), answer in zip(work, answers, strict=True):
+                results[n] = answer if n not in lost else ChargeResult(
+                    payment_id=req.payment_id, attempt=req.attempt, error="sandbox: 500 after the work (injected)")
+        return [results[n] for n in range(len(reqs))]
+
+    async def retrieve_many(self, intent_ids: list[str]) -> list[Intent]:
+        return await self._intents.retrieve_many(intent_ids) if intent_ids else []
 
     async def find_intent(self, payment_id: str, attempt: int) -> Intent | None:
         return await self._intents.find(payment_id, attempt)
