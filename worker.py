@@ -29,13 +29,13 @@ from activities.risk_report import RiskReportActivities
 from activities.settlement import SettlementActivities
 from activities.storage import build_object_store
 from activities.tax import build_tax_provider
-from contracts.invoices import CollectionTimings
 from domain.fraud import FraudPolicy
 from domain.risk import RiskLimits
 from paysaga.db import create_pool
 from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
+from services.invoices import collection_timings
 from workflows.dispute import DisputeWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow
@@ -52,20 +52,6 @@ log = structlog.get_logger("paysaga.worker")
 WORKFLOWS = [PaymentWorkflow, RefundWorkflow, ReconcileWorkflow, DisputeWorkflow, RiskBiasReportWorkflow,
              InvoiceWorkflow, DunningWorkflow, PayoutWorkflow, PayoutRunsWorkflow,
              SettlementReconciliationWorkflow, RenewalRunWorkflow]
-
-
-def collection_timings(settings: Settings) -> CollectionTimings:
-    """What the payments a worker starts itself (renewals' 3-D Secure, dunning) run with."""
-    return CollectionTimings(
-        webhook_wait_seconds=settings.webhook_wait_seconds,
-        poll_max_interval_seconds=settings.poll_max_interval_seconds,
-        three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
-        settlement_timeout_seconds=settings.settlement_timeout_seconds,
-        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
-        provider_max_attempts=settings.provider_max_attempts,
-        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
-        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
-        dead_letter_hold_seconds=settings.dead_letter_hold_seconds)
 
 
 def risk_limits(settings: Settings) -> RiskLimits:

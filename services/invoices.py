@@ -63,6 +63,7 @@ def refusal(code: str, message: str) -> ServiceError:
 
 
 def collection_timings(settings: Settings) -> CollectionTimings:
+    """What the payments an invoice, a renewal or a dunning run starts itself run with: the configured rail's."""
     return CollectionTimings(
         webhook_wait_seconds=settings.webhook_wait_seconds,
         poll_max_interval_seconds=settings.poll_max_interval_seconds,
