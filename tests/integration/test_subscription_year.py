@@ -149,3 +149,56 @@ async def test_a_year_of_one_subscription(stack: Stack) -> None:
         assert events.count("subscription.renewed") == RENEWALS, events
         assert events.count("subscription.renewal_failed") == 1 and events.count("subscription.recovered") == 1
         await trial_balance_is_zero(http)
+
+
+async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_and_only_that(stack: Stack) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    db: Any = stack.admin_pool
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "12.00")
+        cid = await customer(http, {"country": "DE"})
+        on_default = await subscribe(http, cid, p["id"])  # charged to the customer's default payment method
+        on_own = await subscribe(http, cid, p["id"])  # charged to a card of its own
+        ends = [instant((await wait_subscription(http, s["id"], "active"))["current_period_end"])
+                for s in (on_default, on_own)]
+        r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_chargeDeclined"})
+        assert r.status_code == 201, r.text
+        r = await http.post(f"/v1/customers/{cid}", json={"default_payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        await set_card(http, cid, on_own["id"], "pm_card_chargeDeclinedInsufficientFunds")
+
+        progress = await renew(stack, max(ends) + timedelta(seconds=1))
+        assert progress.failed >= 2 and progress.handed_to_dunning >= 2, progress
+        invoices = [(await wait_subscription(http, s["id"], "past_due"))["latest_invoice_id"]
+                    for s in (on_default, on_own)]
+        handles = [stack.client.get_workflow_handle(dunning_workflow_id(str(tenant_id), i)) for i in invoices]
+        async with asyncio.timeout(30):  # both dunning runs started and waiting for their first stage (a day)
+            for h in handles:
+                while (await h.query(STATUS_QUERY, result_type=DunningState)).waiting_for != "retry":
+                    await asyncio.sleep(0.1)
+
+        # The customer's new default, through the customer's update: the subscription charged to it is retried
+        # at once and recovers; the one with its own card is not retried on that card again.
+        r = await http.post(f"/v1/customers/{cid}/payment_methods", json={"token": "pm_card_visa"})
+        assert r.status_code == 201, r.text
+        r = await http.post(f"/v1/customers/{cid}", json={"default_payment_method_id": r.json()["id"]})
+        assert r.status_code == 200, r.text
+        await wait_subscription(http, on_default["id"], "active")
+        await wait_invoice(http, invoices[0], lambda b: b["status"] == "paid")
+        async with asyncio.timeout(30):
+            while (await handles[0].describe()).status == WorkflowExecutionStatus.RUNNING:
+                await asyncio.sleep(0.1)
+        state = await handles[0].query(STATUS_QUERY, result_type=DunningState)
+        assert state.outcome == "recovered" and state.attempts == 2, state
+        assert any("a new payment method was added" in x for x in state.explanations), state.explanations
+
+        await asyncio.sleep(1)  # time for a retry that should not happen
+        other = await handles[1].query(STATUS_QUERY, result_type=DunningState)
+        assert other.outcome is None and other.waiting_for == "retry" and other.attempts == 1, other
+        assert (await http.get(f"/v1/subscriptions/{on_own['id']}")).json()["status"] == "past_due"
+        payments = {i: [r["status"] for r in await db.fetch(
+            "SELECT status FROM paysaga.payments WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY created_at",
+            tenant_id, i)] for i in invoices}
+        assert payments == {invoices[0]: ["failed", "completed"], invoices[1]: ["failed"]}, payments
+        await trial_balance_is_zero(http)
