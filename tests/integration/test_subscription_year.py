@@ -15,8 +15,10 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from contracts.dunning import STATUS_QUERY, DunningState, dunning_workflow_id
+from contracts.renewals import RenewalProgress
 from tests.integration.test_invoices import customer, seller, trial_balance_is_zero, wait_invoice
 from tests.integration.test_subscriptions import instant, price, renew, subscribe, wait_subscription
+from tests.integration.test_tenants_and_keys import cli
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -201,4 +203,50 @@ async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_an
             "SELECT status FROM paysaga.payments WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY created_at",
             tenant_id, i)] for i in invoices}
         assert payments == {invoices[0]: ["failed", "completed"], invoices[1]: ["failed"]}, payments
+        await trial_balance_is_zero(http)
+
+
+async def test_the_cli_renewal_run_dry_run_writes_nothing_then_a_real_run_renews(stack: Stack, tmp_path: Any) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    db: Any = stack.admin_pool
+    env = {"PAYSAGA_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+           "PAYSAGA_TEMPORAL_NAMESPACE": stack.settings.temporal_namespace,
+           "PAYSAGA_TASK_QUEUE": stack.settings.task_queue, "PAYSAGA_RENEWAL_SETTLE_WAIT_SECONDS": "10"}
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "7.00")
+        cid = await customer(http, {"country": "DE"})
+        sub = await subscribe(http, cid, p["id"])
+        active = await wait_subscription(http, sub["id"], "active")
+        at = (instant(active["current_period_end"]) + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+
+        async def written() -> dict[str, int]:
+            row = await db.fetchrow(
+                """SELECT (SELECT count(*) FROM paysaga.invoices WHERE tenant_id = $1) AS invoices,
+                          (SELECT count(*) FROM paysaga.payments WHERE tenant_id = $1) AS payments,
+                          (SELECT count(*) FROM paysaga.renewal_charges WHERE tenant_id = $1) AS charges,
+                          (SELECT count(*) FROM paysaga.subscription_events WHERE tenant_id = $1) AS events""",
+                tenant_id)
+            return dict(row)
+
+        before = await written()
+        code, out = await cli("renewals", "run", "--at", at, "--dry-run", cwd=tmp_path, env=env)
+        assert code == 0, out
+        assert "(dry run)" in out.splitlines()[0], out
+        dry = RenewalProgress.model_validate_json(out[out.index("{"):])
+        assert dry.dry_run and dry.done and dry.due >= 1, dry
+        assert dry.invoiced == dry.charged == dry.renewed == 0, dry
+        assert await written() == before  # nothing written
+        assert (await http.get(f"/v1/subscriptions/{sub['id']}")).json()["current_period_start"] == \
+            active["current_period_start"]
+
+        code, out = await cli("renewals", "run", "--at", at, cwd=tmp_path, env=env)
+        assert code == 0, out
+        real = RenewalProgress.model_validate_json(out[out.index("{"):])
+        assert not real.dry_run and real.done and real.renewed >= 1 and real.due >= 1, real
+        renewed = await wait_subscription(http, sub["id"], "active")
+        assert renewed["current_period_start"] == active["current_period_end"]
+        await wait_invoice(http, renewed["latest_invoice_id"], lambda b: b["status"] == "paid")
+        after = await written()
+        assert after["invoices"] == before["invoices"] + 1 and after["charges"] == before["charges"] + 1, after
         await trial_balance_is_zero(http)
