@@ -7,7 +7,8 @@ once, one dunning run that recovered, the subscription active at the end, the tr
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +16,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from contracts.dunning import STATUS_QUERY, DunningState, dunning_workflow_id
-from contracts.renewals import RenewalProgress
+from contracts.renewals import Pacing, RenewalProgress
+from tests.integration.seeding import seed_due_subscriptions
 from tests.integration.test_invoices import customer, seller, trial_balance_is_zero, wait_invoice
 from tests.integration.test_subscriptions import instant, price, renew, subscribe, wait_subscription
 from tests.integration.test_tenants_and_keys import cli
@@ -249,4 +251,38 @@ async def test_the_cli_renewal_run_dry_run_writes_nothing_then_a_real_run_renews
         await wait_invoice(http, renewed["latest_invoice_id"], lambda b: b["status"] == "paid")
         after = await written()
         assert after["invoices"] == before["invoices"] + 1 and after["charges"] == before["charges"] + 1, after
+        await trial_balance_is_zero(http)
+
+
+async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_is_reported(stack: Stack) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    db: Any = stack.admin_pool
+    n, rate, burst = 60, 20.0, 5.0
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, "3.00")
+        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
+        template = await subscribe(http, cid, p["id"])
+        await wait_subscription(http, template["id"], "active")
+        assert (await http.post(f"/v1/subscriptions/{template['id']}/cancel", json={})).status_code == 200
+        at = datetime(2032, 7, 1, 3, 17, tzinfo=UTC)
+        ids = await seed_due_subscriptions(db, tenant_id, template["id"], n, at, prefix=f"p{uuid.uuid4().hex[:4]}")
+        account = f"sandbox-paced-{uuid.uuid4().hex[:6]}"  # a bucket of its own: full at the start
+        pacing = Pacing(account=account, rate_per_second=rate, burst=burst, chunk=5, concurrency=2)
+        progress = await renew(stack, at, pacing=pacing, batch_size=30)
+        assert progress.done and progress.succeeded >= n, progress
+        assert (progress.pacing.account, progress.pacing.rate_per_second) == (account, rate), progress.pacing
+        # Beyond the burst, n - burst charges wait for tokens at `rate` a second: that long at least, reported.
+        least = (n - burst) / rate
+        assert progress.pacing.waited_seconds >= 0.8 * least, progress.pacing
+        sent = [r["created_at"] for r in await db.fetch(
+            """SELECT x.created_at FROM sandbox.payment_intents x JOIN paysaga.payments p USING (payment_id)
+                 JOIN paysaga.invoices i ON i.tenant_id = p.tenant_id AND i.invoice_id = p.invoice_id
+                WHERE p.tenant_id = $1 AND i.subscription_id = ANY($2) ORDER BY x.created_at""", tenant_id, ids)]
+        assert len(sent) == n
+        assert (sent[-1] - sent[0]).total_seconds() >= 0.9 * least, (sent[0], sent[-1])
+        # Respected: no second saw more than a second's tokens plus the burst.
+        for i, first in enumerate(sent):
+            within = sum(1 for t in sent[i:] if t - first < timedelta(seconds=1))
+            assert within <= rate + burst, (first, within)
         await trial_balance_is_zero(http)
