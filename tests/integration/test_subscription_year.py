@@ -281,8 +281,9 @@ async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_i
                 WHERE p.tenant_id = $1 AND i.subscription_id = ANY($2) ORDER BY x.created_at""", tenant_id, ids)]
         assert len(sent) == n
         assert (sent[-1] - sent[0]).total_seconds() >= 0.9 * least, (sent[0], sent[-1])
-        # Respected: no second saw more than a second's tokens plus the burst.
+        # Respected: no second saw more than a second's tokens plus the burst, and one chunk (tokens are taken
+        # before a call, and two calls in flight may reach the provider together). Unpaced, all 60 would.
         for i, first in enumerate(sent):
             within = sum(1 for t in sent[i:] if t - first < timedelta(seconds=1))
-            assert within <= rate + burst, (first, within)
+            assert within <= rate + burst + pacing.chunk, (first, within)
         await trial_balance_is_zero(http)
