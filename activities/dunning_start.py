@@ -83,11 +83,12 @@ class DunningStarter:
 
 
 async def signal_payment_method(client: Client, conn: asyncpg.Connection, tenant_id: str, customer_id: str,
-                                payment_method_id: str, event_id: str) -> int:
-    """A customer's new default payment method, told to the DunningWorkflow of each of the customer's subscription
-    invoices still unpaid in dunning (it retries at once). A workflow that is gone is no one to tell."""
+                                payment_method_id: str, event_id: str, *, subscription_id: str | None = None) -> int:
+    """A new default payment method — the customer's, or `subscription_id`'s own — told to the DunningWorkflow of
+    each subscription invoice still unpaid in dunning that it will be charged for (it retries at once). Told to
+    the others, dunning would retry at once the card that just failed. A workflow that is gone is no one to tell."""
     n = 0
-    for row in await store.open_dunning_of_customer(conn, customer_id):
+    for row in await store.open_dunning_of_customer(conn, customer_id, subscription_id):
         try:
             await client.get_workflow_handle(dunning_workflow_id(tenant_id, row["invoice_id"])).signal(
                 PAYMENT_METHOD_SIGNAL, PaymentMethodUpdated(event_id=event_id, payment_method_id=payment_method_id,

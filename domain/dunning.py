@@ -33,7 +33,8 @@ invoice's failed charges, oldest first: the first is the original charge (``Retr
 are retries, each marked by what triggered it (and a scheduled retry by its stage). The answer is one
 ``DunningStep``:
 
-1. a payment method added after the latest failure: ``retry`` now;
+1. a payment method added after the latest failure (in its second or later: the caller knows which came first
+   and passes only a method that came after): ``retry`` now;
 2. the latest decline is hard: ``wait_for_payment_method`` until the schedule's end, then ``final_action``;
 3. otherwise the first stage after the last one tried whose time is after the latest failure (stages that passed
    while waiting for a payment method are skipped): ``retry`` at its time (never before ``now``); none left:
@@ -321,7 +322,7 @@ def plan_next(policy: DunningPolicy, failures: Sequence[ChargeFailure], now: dat
         raise DunningRefused("invalid-history", "the next step is planned after the latest failure")
     attempt = len(history) + 1
     deadline = policy.deadline(first.at)
-    if updated is not None and updated > latest.at:
+    if updated is not None and updated >= latest.at:
         return DunningStep(DunningAction.RETRY, max(now, updated),
                            f"retry now (attempt {attempt}): a new payment method was added at {iso(updated)}, "
                            f"after the latest failure ({_decline(latest)} at {iso(latest.at)})",

@@ -98,6 +98,7 @@ def renewals_run(
 
     progress = asyncio.run(_run())
     typer.echo(progress.model_dump_json(indent=2))
+    _exit_after_temporal(0)
 
 
 dlq_app = typer.Typer(help="Dead letters: provider work whose retries ran out.", no_args_is_help=True)
@@ -144,6 +145,7 @@ def dlq_replay(dlq_id: str) -> None:
         return result.status
 
     typer.echo(f"{dlq_id}: {asyncio.run(_run())}")
+    _exit_after_temporal(0)
 
 
 @app.command()
@@ -222,6 +224,7 @@ def reconcile(
                              ReconcileInput(older_than_seconds=older_than, limit=limit, dry_run=dry_run))
 
     typer.echo(json.dumps(asyncio.run(_run()).model_dump(), indent=2))
+    _exit_after_temporal(0)
 
 
 def _instant(text: str) -> Any:

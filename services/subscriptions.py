@@ -366,7 +366,8 @@ async def _apply(ctx: AppContext, who: Principal, subscription_id: str, change: 
         async with tenant_tx(ctx.pool, who.tenant_id) as conn:
             await signal_payment_method(ctx.temporal, conn, who.tenant_id, loaded.subscription.customer_id,
                                         total.signal_payment_method,
-                                        f"pm_{subscription_id}_{loaded.subscription.event_seq}")
+                                        f"pm_{subscription_id}_{loaded.subscription.event_seq}",
+                                        subscription_id=subscription_id)
     async with tenant_tx(ctx.pool, who.tenant_id) as conn:
         after = await store.load(conn, subscription_id)
     assert after is not None

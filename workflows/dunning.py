@@ -69,6 +69,10 @@ class DunningWorkflow:
                                         inp.advice_code)]
         self._methods: Inbox[PaymentMethodUpdated] = Inbox(lambda m: m.event_id)
         self._method_updated_at: datetime | None = None
+        # How many failures a new payment method comes after, by arrival order: the clock (to the second, as the
+        # planner takes it) cannot tell a card that came in the failure's own second from one that came before.
+        self._method_after: int | None = None
+        self._charging: str | None = None  # the payment method of the retry in flight
         self._settled: InvoiceSettled | None = None
         self._notified: set[str] = set()
         self._state = DunningState(invoice_id=inp.invoice_id, attempts=inp.attempts_before,
@@ -79,6 +83,9 @@ class DunningWorkflow:
         if self._methods.offer(update):
             at = _second(update.at)
             self._method_updated_at = max(at, self._method_updated_at or at)
+            # A method that comes while a retry charges another one is still new once that retry has failed.
+            in_flight = self._charging is not None and self._charging != update.payment_method_id
+            self._method_after = len(self._failures) + (1 if in_flight else 0)
 
     @workflow.signal(name=c.INVOICE_SETTLED_SIGNAL)
     def invoice_settled(self, settled: InvoiceSettled) -> None:
@@ -99,7 +106,7 @@ class DunningWorkflow:
             if self._settled is not None or not await self._collectable(step):
                 return await self._stop()
             plan = plan_next(policy, self._failures, _second(workflow.now()),
-                             payment_method_updated_at=self._method_updated_at, advice=await self._advice())
+                             payment_method_updated_at=self._updated_at, advice=await self._advice())
             self._explain(plan)
             if plan.action is DunningAction.FINAL_ACTION:
                 return await self._final(plan)
@@ -117,7 +124,15 @@ class DunningWorkflow:
     # --- steps ----------------------------------------------------------------------------------------------
     @property
     def _new_method(self) -> bool:
-        return self._method_updated_at is not None and self._method_updated_at > self._failures[-1].at
+        return self._method_after is not None and self._method_after >= len(self._failures)
+
+    @property
+    def _updated_at(self) -> datetime | None:
+        """The new payment method's time as the planner takes it: never before the latest failure it came after
+        (the two instants may share a second, or the signal's clock may lag the workflow's)."""
+        if not self._new_method or self._method_updated_at is None:
+            return None
+        return max(self._method_updated_at, self._failures[-1].at)
 
     async def _collectable(self, step: InvoiceStep) -> bool:
         invoice: InvoiceState = await local_step(I.invoice_state, step)
@@ -177,7 +192,11 @@ class DunningWorkflow:
         if handle is None:
             return False  # that attempt exists already (a retried run): plan again from the invoice as it is
         self._state.attempts, self._state.last_payment_id = collection.attempt, payment_id
-        outcome = await outcome_of(payment_id, handle)
+        self._charging = collection.payment_method_id
+        try:
+            outcome = await outcome_of(payment_id, handle)
+        finally:
+            self._charging = None
         self._state.stage = plan.stage or self._state.stage
         if outcome.status == "completed":
             self._state.outcome = "recovered"

@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
 
 LEAN = "lean-payment-v1"
 A = PaymentActivities
+# Charges the merchant makes with the customer absent (off-session): a 3-D Secure challenge the fraud score asks
+# for could never be answered and would only expire into a failed retry, so the score is recorded, not acted on.
+MERCHANT_INITIATED = frozenset({"dunning"})
 
 
 @workflow.defn(name=c.PAYMENT_WORKFLOW)
@@ -134,7 +137,8 @@ class PaymentWorkflow:
         intent_req = IntentRequest(
             tenant_id=inp.tenant_id, payment_id=inp.payment_id, attempt=self._view.attempt,
             payment_method_id=inp.payment_method_id, amount_micros=inp.amount_micros, currency=inp.currency,
-            description=inp.description, request_three_d_secure=bool(fraud and fraud.requires_3ds),
+            description=inp.description,
+            request_three_d_secure=bool(fraud and fraud.requires_3ds) and inp.actor not in MERCHANT_INITIATED,
             payment_method_token=self._token, destination_account_id=inp.destination_account_id,
             application_fee_micros=inp.application_fee_micros, settlement_currency=self._settlement_currency,
         )

@@ -358,12 +358,19 @@ async def mark_dunning_started(conn: asyncpg.Connection, invoice_ids: Sequence[s
                                WHERE invoice_id = ANY($1::text[]) AND started_at IS NULL""", list(invoice_ids))
 
 
-async def open_dunning_of_customer(conn: asyncpg.Connection, customer_id: str) -> list[asyncpg.Record]:
-    """The customer's subscription invoices in dunning that are still unpaid (what a new payment method is for)."""
+async def open_dunning_of_customer(conn: asyncpg.Connection, customer_id: str,
+                                   subscription_id: str | None = None) -> list[asyncpg.Record]:
+    """The customer's subscription invoices in dunning that are still unpaid and that a new payment method will
+    be charged for: those of `subscription_id` (its own method changed), else (the customer's default changed)
+    those of the subscriptions without a method of their own, which are charged to the customer's default."""
     return list(await conn.fetch(
         """SELECT d.* FROM paysaga.subscription_dunning d JOIN paysaga.invoices i USING (tenant_id, invoice_id)
-            WHERE d.customer_id = $1 AND i.status IN ('open', 'uncollectible') ORDER BY d.created_at""",
-        customer_id))
+             JOIN paysaga.subscriptions s ON s.tenant_id = d.tenant_id AND s.subscription_id = d.subscription_id
+            WHERE d.customer_id = $1 AND i.status IN ('open', 'uncollectible')
+              AND CASE WHEN $2::text IS NULL THEN s.default_payment_method_id IS NULL
+                       ELSE d.subscription_id = $2 END
+            ORDER BY d.created_at""",
+        customer_id, subscription_id))
 
 
 async def apply_dunning_outcome(conn: asyncpg.Connection, subscription_id: str, outcome: DunningOutcome,

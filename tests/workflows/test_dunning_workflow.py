@@ -191,6 +191,40 @@ async def test_a_hard_decline_waits_for_a_new_card_then_retries_at_once(private_
     assert run.book.notes[0].data["template"] == "update_payment_method"
 
 
+async def test_a_new_card_in_the_failures_own_second_retries_at_once(private_env: WorkflowEnvironment) -> None:
+    # The signal's instant equals the failure's to the second (and may even read a little earlier on another
+    # clock): it came after the failure was recorded, so it is new.
+    run = Run(private_env, decline="lost_card")
+    run.book.method = "pm_ok"
+    async with run.worker():
+        handle = await run.start()
+        await handle.signal(PAYMENT_METHOD_SIGNAL, PaymentMethodUpdated(
+            event_id="pm_same_second", payment_method_id="pm_ok", at=run.started_at))
+        result = await handle.result()
+    assert result.outcome == "recovered" and [m for m, _ in run.book.charges] == ["pm_ok"]
+    assert (run.book.charges[0][1] - run.started_at) < timedelta(minutes=1)  # at once, not after days of waiting
+    assert run.kinds() == ["dunning_started", "dunning_recovered"]
+    assert run.book.records[-1].metadata["trigger"] == "payment_method_updated"
+    assert "a new payment method was added" in result.explanations[-1]
+
+
+async def test_the_card_that_failed_again_is_not_new(private_env: WorkflowEnvironment) -> None:
+    # A new card retried at once and declined softly: that card is now the latest failure's, so the schedule
+    # goes on from there (the next stage), with no second immediate retry.
+    run = Run(private_env, decline="lost_card")
+    run.book.methods = ["pm_declined", "pm_ok"]
+    async with run.worker():
+        handle = await run.start()
+        await private_env.sleep(DAY / 2)
+        now = (await private_env.get_current_time()).astimezone(UTC).replace(microsecond=0)
+        await handle.signal(PAYMENT_METHOD_SIGNAL, PaymentMethodUpdated(
+            event_id="pm_new", payment_method_id="pm_declined", at=now))
+        result = await handle.result()
+    assert result.outcome == "recovered" and [m for m, _ in run.book.charges] == ["pm_declined", "pm_ok"]
+    assert [round((at - run.started_at) / (DAY / 2)) for _, at in run.book.charges] == [1, 2]  # at once, then day 1
+    assert run.kinds() == ["dunning_started", "dunning_retry_failed", "dunning_recovered"]
+
+
 async def test_a_hard_decline_with_no_new_card_ends_at_the_schedules_end(private_env: WorkflowEnvironment) -> None:
     run = Run(private_env, decline="expired_card")
     async with run.worker():
