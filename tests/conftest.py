@@ -21,3 +21,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 async def tenant(stack: Stack) -> tuple[str, str]:
     """A fresh tenant (tenant_id, api_key) per test, so tests never see each other's rows."""
     return await stack.new_tenant()
+
+
+@pytest.fixture
+async def retire(stack: Stack) -> AsyncIterator[list[str]]:
+    """Tenants whose subscriptions are ended after the test, pass or fail (see `retire_subscriptions`)."""
+    from tests.integration.seeding import retire_subscriptions
+
+    tenants: list[str] = []
+    yield tenants
+    for tenant_id in tenants:
+        await retire_subscriptions(stack.admin_pool, tenant_id)  # type: ignore[arg-type]

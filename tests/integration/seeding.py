@@ -78,3 +78,11 @@ async def seed_due_subscriptions(pool: asyncpg.Pool, tenant_id: str, template_id
                RETURNING subscription_id""",
             tenant_id, template_id, prefix, start, at, per_customer, n)
     return [r["subscription_id"] for r in rows]
+
+
+async def retire_subscriptions(pool: asyncpg.Pool, tenant_id: str) -> None:
+    """End a test's subscriptions. Renewal runs renew every tenant's due subscriptions, so bulk-seeded ones left
+    active would be renewed for every missed period by any later run at a later instant, in another test."""
+    await pool.execute(
+        """UPDATE paysaga.subscriptions SET status = 'canceled', canceled_at = now()
+            WHERE tenant_id = $1 AND status <> 'canceled'""", uuid.UUID(tenant_id))

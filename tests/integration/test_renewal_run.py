@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 N = 3000
 
 
-async def test_a_renewal_run_survives_its_worker_killed_mid_run(stack: Stack) -> None:
+async def test_a_renewal_run_survives_its_worker_killed_mid_run(stack: Stack, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "8.00")

@@ -51,8 +51,10 @@ async def set_card(http: httpx.AsyncClient, cid: str, sid: str, token: str) -> s
     return str(method)
 
 
-async def test_a_year_of_one_subscription(stack: Stack) -> None:
+async def test_a_year_of_one_subscription(
+        stack: Stack, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     db: Any = stack.admin_pool
     async with stack.http(api_key) as http:
         await seller(http)
@@ -155,8 +157,10 @@ async def test_a_year_of_one_subscription(stack: Stack) -> None:
         await trial_balance_is_zero(http)
 
 
-async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_and_only_that(stack: Stack) -> None:
+async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_and_only_that(
+        stack: Stack, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     db: Any = stack.admin_pool
     async with stack.http(api_key) as http:
         await seller(http)
@@ -208,8 +212,10 @@ async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_an
         await trial_balance_is_zero(http)
 
 
-async def test_the_cli_renewal_run_dry_run_writes_nothing_then_a_real_run_renews(stack: Stack, tmp_path: Any) -> None:
+async def test_the_cli_renewal_run_dry_run_writes_nothing_then_a_real_run_renews(
+        stack: Stack, tmp_path: Any, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     db: Any = stack.admin_pool
     env = {"PAYSAGA_TEMPORAL_ADDRESS": stack.settings.temporal_address,
            "PAYSAGA_TEMPORAL_NAMESPACE": stack.settings.temporal_namespace,
@@ -254,8 +260,10 @@ async def test_the_cli_renewal_run_dry_run_writes_nothing_then_a_real_run_renews
         await trial_balance_is_zero(http)
 
 
-async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_is_reported(stack: Stack) -> None:
+async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_is_reported(
+        stack: Stack, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     db: Any = stack.admin_pool
     n, rate, burst = 60, 20.0, 5.0
     async with stack.http(api_key) as http:
@@ -265,7 +273,7 @@ async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_i
         template = await subscribe(http, cid, p["id"])
         await wait_subscription(http, template["id"], "active")
         assert (await http.post(f"/v1/subscriptions/{template['id']}/cancel", json={})).status_code == 200
-        at = datetime(2032, 7, 1, 3, 17, tzinfo=UTC)
+        at = datetime(2030, 7, 1, 3, 17, tzinfo=UTC)
         ids = await seed_due_subscriptions(db, tenant_id, template["id"], n, at, prefix=f"p{uuid.uuid4().hex[:4]}")
         account = f"sandbox-paced-{uuid.uuid4().hex[:6]}"  # a bucket of its own: full at the start
         pacing = Pacing(account=account, rate_per_second=rate, burst=burst, chunk=5, concurrency=2)
