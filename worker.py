@@ -35,7 +35,7 @@ from paysaga.db import create_pool
 from paysaga.schedules import ensure_schedules
 from paysaga.settings import Settings
 from paysaga.temporal import connect_client
-from services.invoices import collection_timings
+from services.timings import collection_timings
 from workflows.dispute import DisputeWorkflow
 from workflows.dunning import DunningWorkflow
 from workflows.invoice import InvoiceWorkflow

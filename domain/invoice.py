@@ -444,7 +444,7 @@ def _check_credit(invoice: Invoice, note: CreditNote) -> None:
 
 
 def due_on(issued: date, days_until_due: int | None, due_date: date | None) -> date:
-    """An explicit due date, else the issue date plus the days until due (0: due at once)."""
+    """An explicit due date, else the day it is issued plus the days until due (0: due at once)."""
     if due_date is not None:
         if due_date < issued:
             raise InvoiceRefused("invalid-due-date", "the due date is before the invoice is issued")

@@ -1,4 +1,4 @@
-"""The Payment aggregate and its six-state machine (seed 003).
+"""The Payment aggregate and its six-state machine.
 
     created ──► pending ──► processing ──► completed
        │  ╲        ▲  │  ╲       │  ╲

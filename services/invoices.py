@@ -25,7 +25,6 @@ from contracts.invoices import (
     FINALIZE_UPDATE,
     INVOICE_WORKFLOW,
     PAY_UPDATE,
-    CollectionTimings,
     CreditNoteCreate,
     CreditNotePlan,
     FinalizeRequest,
@@ -42,11 +41,11 @@ from contracts.invoices import (
 from domain.invoice import COLLECTION_METHODS, Invoice, InvoiceRefused, InvoiceStatus, make_line, plan_credit_note
 from domain.money import Money, MoneyError, UnknownCurrency, get_currency
 from paysaga.db import tenant_tx
-from paysaga.settings import Settings
 from services import audit, idempotency, payment_methods, temporal
 from services.context import AppContext
 from services.errors import Conflict, ServiceError, Unprocessable, not_found
 from services.ids import new_id
+from services.timings import collection_timings
 
 INVOICES_PATH = "/v1/invoices"
 # Refusals of the domain that are about the request's content (422); the rest are about the invoice's state (409).
@@ -60,20 +59,6 @@ UNPROCESSABLE = {"invalid-amount", "invalid-quantity", "invalid-period", "invali
 def refusal(code: str, message: str) -> ServiceError:
     error = Unprocessable if code in UNPROCESSABLE else Conflict
     return error(code, "Invoice refused", message)
-
-
-def collection_timings(settings: Settings) -> CollectionTimings:
-    """What the payments an invoice, a renewal or a dunning run starts itself run with: the configured rail's."""
-    return CollectionTimings(
-        webhook_wait_seconds=settings.webhook_wait_seconds,
-        poll_max_interval_seconds=settings.poll_max_interval_seconds,
-        three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
-        settlement_timeout_seconds=settings.settlement_timeout_seconds,
-        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
-        provider_max_attempts=settings.provider_max_attempts,
-        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
-        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
-        dead_letter_hold_seconds=settings.dead_letter_hold_seconds)
 
 
 # --- drafts ---------------------------------------------------------------------------------------------------

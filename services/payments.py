@@ -42,6 +42,7 @@ from services import audit, idempotency, payment_methods, temporal
 from services.context import AppContext
 from services.errors import BadRequest, Conflict, Unprocessable, not_found, temporarily_unavailable
 from services.ids import new_id
+from services.timings import collection_timings
 
 log = structlog.get_logger("paysaga.webhooks")
 PAYMENTS_PATH = "/v1/payments"
@@ -105,15 +106,7 @@ def payment_input(settings: Settings, who: Principal, payment_id: str, body: Pay
         payment_method_id=body.payment_method_id, amount_micros=money.micros, currency=money.currency,
         description=body.description, metadata=body.metadata, idempotency_key=key, actor=who.actor,
         destination_account_id=body.destination, application_fee_micros=fee.micros if fee is not None else None,
-        webhook_wait_seconds=settings.webhook_wait_seconds,
-        poll_max_interval_seconds=settings.poll_max_interval_seconds,
-        three_ds_timeout_seconds=settings.three_ds_timeout_seconds,
-        settlement_timeout_seconds=settings.settlement_timeout_seconds,
-        provider_call_timeout_seconds=settings.provider_call_timeout_seconds,
-        provider_max_attempts=settings.provider_max_attempts,
-        provider_retry_initial_seconds=settings.provider_retry_initial_seconds,
-        provider_retry_max_interval_seconds=settings.provider_retry_max_interval_seconds,
-        dead_letter_hold_seconds=settings.dead_letter_hold_seconds,
+        **collection_timings(settings).model_dump(),
     )
 
 

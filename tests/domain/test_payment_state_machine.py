@@ -1,4 +1,4 @@
-"""The Payment aggregate's state machine, checked against an explicit table (seed 003).
+"""The Payment aggregate's state machine, checked against an explicit table.
 
 The allowed table below is written out by hand on purpose: it is NOT derived from ``TRANSITIONS`` or
 ``ALLOWED_EDGES``, so any change to the machine has to change this file too.
