@@ -68,8 +68,9 @@ def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-async def test_catalogue_versions_and_archive(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_catalogue_versions_and_archive(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         p = await price(http, "19.99", family="pro_monthly")
         assert p["id"] == "pro_monthly.v1" and p["unit_amount"] == "19.99" and p["active"]
@@ -105,8 +106,9 @@ async def test_catalogue_versions_and_archive(stack: Stack) -> None:
         assert backwards.status_code == 422 and backwards.json()["type"].endswith("invalid-policy"), backwards.text
 
 
-async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         cid = await customer(http, {"country": "DE", "city": "Berlin"})
@@ -136,8 +138,9 @@ async def test_create_first_invoice_paid_active_then_renewed_as_previewed(stack:
         await trial_balance_is_zero(http)
 
 
-async def test_trials_with_and_without_a_payment_method(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_trials_with_and_without_a_payment_method(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "10.00", scheme="flat")
@@ -173,8 +176,9 @@ async def test_trials_with_and_without_a_payment_method(stack: Stack) -> None:
         await trial_balance_is_zero(http)
 
 
-async def test_cancel_at_period_end_undo_then_cancel_now_and_list_filters(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_cancel_at_period_end_undo_then_cancel_now_and_list_filters(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "5.00")
@@ -217,8 +221,9 @@ async def test_cancel_at_period_end_undo_then_cancel_now_and_list_filters(stack:
         await trial_balance_is_zero(http)
 
 
-async def test_pause_collection_keep_as_draft_then_resume(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_pause_collection_keep_as_draft_then_resume(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "12.00")
@@ -239,8 +244,9 @@ async def test_pause_collection_keep_as_draft_then_resume(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("behavior", ["always_invoice", "create_prorations", "none"])
-async def test_quantity_change_with_each_proration_behavior(stack: Stack, behavior: str) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_quantity_change_with_each_proration_behavior(stack: Stack, behavior: str, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "30.00")
@@ -277,8 +283,9 @@ async def test_quantity_change_with_each_proration_behavior(stack: Stack, behavi
         await trial_balance_is_zero(http)
 
 
-async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(stack: Stack) -> None:
+async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(stack: Stack, retire: list[str]) -> None:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         p = await price(http, "9.00")
@@ -324,8 +331,9 @@ async def test_a_declined_renewal_goes_to_dunning_and_a_new_card_recovers_it(sta
         await trial_balance_is_zero(http)
 
 
-async def test_dunning_exhausted_cancels_only_that_subscription(stack: Stack) -> None:
-    _, api_key = await stack.new_tenant(["payments", "finance"])
+async def test_dunning_exhausted_cancels_only_that_subscription(stack: Stack, retire: list[str]) -> None:
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
     async with stack.http(api_key) as http:
         await seller(http)
         note = {"template": "retry", "tone": "firm"}
