@@ -3,8 +3,6 @@ own workflow, a customer's "pay now", a dunning retry). The payment id is the in
 the same attempt never charges twice, and the payment outlives the workflow that started it (ABANDON): money in
 flight is never cut off."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from datetime import timedelta
 

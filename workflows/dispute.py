@@ -15,8 +15,6 @@ time-skipping test server runs those weeks in milliseconds. One change at a time
 take the same lock, and every database change is applied at the event_seq the workflow last saw.
 """
 
-from __future__ import annotations
-
 import asyncio
 from datetime import datetime, timedelta
 from typing import Any

@@ -10,8 +10,6 @@ or written off by anything else) stops it at once. The status query says where d
 plan's explanation is kept.
 """
 
-from __future__ import annotations
-
 from datetime import datetime, timedelta
 
 from temporalio import workflow

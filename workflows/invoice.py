@@ -13,8 +13,6 @@ so what follows a change — the tax reversal of a void or a credit note, the re
 durable as the change. Payments are children that outlive the run (ABANDON): money in flight is never cut off.
 """
 
-from __future__ import annotations
-
 import asyncio
 from datetime import UTC, datetime, time, timedelta
 

@@ -13,8 +13,6 @@ most once per workflow task, and a payment waiting for its customer holds one ti
 started before that shape (no `lean-payment-v1` marker) keep the step-by-step shape they were recorded with.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Any
 

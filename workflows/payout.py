@@ -17,8 +17,6 @@ for approval or for banks costs nothing meanwhile. Search attributes: PayoutRunI
 run of one account) at start, PayoutStatus on each change of the run's status.
 """
 
-from __future__ import annotations
-
 from datetime import datetime, timedelta
 from typing import Any
 

@@ -1,7 +1,5 @@
 """ReconcileWorkflow: one bounded reconciliation run, started by a Temporal Schedule (or `paysaga reconcile`)."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 from temporalio import workflow

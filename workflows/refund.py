@@ -8,8 +8,6 @@ A refund cannot be compensated (money that went back is back); a provider call t
 the refund `pending` — it still holds its share of the refundable amount — and fails the run for an operator.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 from temporalio import workflow

@@ -16,8 +16,6 @@ The `progress` query answers what was due, invoiced, charged, succeeded, failed,
 and the pacing applied.
 """
 
-from __future__ import annotations
-
 import asyncio
 from collections import deque
 from datetime import datetime, timedelta

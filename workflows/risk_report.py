@@ -1,7 +1,5 @@
 """RiskBiasReportWorkflow: the quarterly bias report of the advisory fraud score, started by a Schedule."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Any
 

@@ -3,8 +3,6 @@ tenant's report of any window (`paysaga reconcile settlement --from --to`). One 
 (activities/settlement.py does the work); a tenant whose report fails is named in the result and logged, the
 others go on. Many tenants: the run continues as new every few hundred."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 
 from temporalio import workflow

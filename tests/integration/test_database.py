@@ -74,6 +74,27 @@ async def test_no_tenant_set_means_zero_rows(stack: Stack, app_pool: asyncpg.Poo
             assert await conn.fetchval(f"SELECT count(*) FROM paysaga.{table}") == 0, table
 
 
+async def test_a_pooled_connection_keeps_no_tenant_after_its_transaction(stack: Stack) -> None:
+    """The pool skips asyncpg's session reset on release: a tenant's transaction must leave nothing behind for
+    the next checkout of the same connection (one connection, so it is the same one)."""
+    a, _ = await stack.new_tenant()
+    pool = await create_pool(stack.db.app_url, min_size=1, max_size=1)
+    try:
+        pid = await seed_payment(pool, a)
+        async with tenant_tx(pool, a) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM paysaga.payments WHERE payment_id = $1", pid) == 1
+        with pytest.raises(RuntimeError):
+            async with tenant_tx(pool, a) as conn:
+                await conn.execute("SELECT 1")
+                raise RuntimeError("the transaction fails")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+            assert await conn.fetchval("SELECT count(*) FROM paysaga.payments WHERE payment_id = $1", pid) == 0
+            assert await conn.fetchval("SELECT pg_current_xact_id_if_assigned()") is None
+    finally:
+        await pool.close()
+
+
 async def test_trigger_rejects_invalid_transition_and_terminal_change(stack: Stack, app_pool: asyncpg.Pool) -> None:
     tid, _ = await stack.new_tenant()
     pid = await seed_payment(app_pool, tid)
