@@ -103,7 +103,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[acts.admit_payment, acts.record_payment, acts.assess_risk, acts.score_fraud, acts.transition,
-                        acts.create_intent,
+                        acts.create_intent, acts.submit_intent,
                         acts.get_intent, acts.cancel_intent, acts.record_dead_letter, acts.claim_dead_letter,
                         acts.expire_dead_letter,
                         refunds.record_refund, refunds.submit_refund, refunds.get_refund,

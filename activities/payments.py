@@ -41,6 +41,8 @@ from contracts.payments import (
     PaymentView,
     RiskRequest,
     RiskResult,
+    Submission,
+    SubmitRequest,
     TransitionRequest,
     payment_workflow_id,
 )
@@ -249,6 +251,17 @@ class PaymentActivities:
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
         return self._outcome(intent, req, started, replayed=False)
+
+    @activity.defn
+    async def submit_intent(self, req: SubmitRequest) -> Submission:
+        """Create and confirm the intent and record what its answer means, in one step. Safe to re-run: the
+        intent is found, not created again, and each transition sits at its own event slot."""
+        outcome = await self.create_intent(req.intent)
+        view: PaymentView | None = None
+        for step in Submission.transitions(req, outcome):
+            view = await self.transition(step)
+        assert view is not None  # every answer drives at least one transition
+        return Submission(outcome=outcome, view=view)
 
     @activity.defn
     async def get_intent(self, intent_id: str) -> IntentOutcome:

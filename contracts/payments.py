@@ -10,6 +10,7 @@ from temporalio.common import TypedSearchAttributes
 
 from contracts import search_attributes as sa
 from contracts.common import Body, Currency, DecimalAmount, Id, Metadata
+from domain.intents import CLEARS_NEXT_ACTION, after_confirm
 from domain.payment import PaymentStatus, Transition, TransitionCommand
 
 # Names the workflow is registered and messaged under: a caller needs these, not the workflow's code.
@@ -213,3 +214,37 @@ class IntentOutcome(BaseModel):
     decline_code: str | None = None
     failure_message: str | None = None
     next_action_url: str | None = None
+
+
+class SubmitRequest(BaseModel):
+    """Create and confirm the intent, then record what the answer means for the payment, as one step."""
+
+    intent: IntentRequest
+    expected_seq: int  # the payment's event_seq before the step: its transitions take the next slots
+    correlation_id: str
+
+
+class Submission(BaseModel):
+    outcome: IntentOutcome
+    view: PaymentView
+
+    @staticmethod
+    def transitions(req: SubmitRequest, outcome: IntentOutcome) -> list[TransitionRequest]:
+        """The transitions the intent's answer drives, each at its own event slot (so a re-run step re-applies
+        none of them): the first in the saga's name, the rest as the confirmation's news."""
+        base = req.intent
+        out = []
+        for n, command in enumerate(after_confirm(outcome.intent_id, outcome.status, outcome.decline_code,
+                                                  outcome.failure_message)):
+            then = n > 0
+            out.append(TransitionRequest(
+                tenant_id=base.tenant_id, payment_id=base.payment_id, transition=command.transition,
+                actor="confirm" if then else "workflow", correlation_id=req.correlation_id,
+                provider_intent_id=command.provider_intent_id, failure_code=command.failure_code,
+                failure_message=command.failure_message, reason=command.reason,
+                next_action=({"type": "redirect_to_url", "redirect_to_url": {"url": outcome.next_action_url}}
+                             if then and outcome.next_action_url else None),
+                clear_next_action=then and command.transition in CLEARS_NEXT_ACTION,
+                expected_seq=req.expected_seq + n))
+        return out
+

@@ -77,6 +77,17 @@ class WebhookAction(StrEnum):
     SIGNAL = "accepted"  # news the saga acts on
 
 
+def after_confirm(intent_id: str | None, news: str, decline_code: str | None = None,
+                  failure_message: str | None = None) -> list[TransitionCommand]:
+    """What the answer to creating and confirming the intent drives from `created`, in order: a decline before
+    any intent existed fails the payment; otherwise the payment is processing, and then whatever the answer
+    already says (pending for 3-D Secure, completed, failed) follows from `processing`."""
+    if news == DECLINED and intent_id is None:
+        return [TransitionCommand(T.MARK_FAILED, failure_code=decline_code, failure_message=failure_message)]
+    then = command_for(S.PROCESSING, news, decline_code, failure_message)
+    return [TransitionCommand(T.MARK_PROCESSING, provider_intent_id=intent_id), *([then] if then else [])]
+
+
 def webhook_action(status: PaymentStatus, news: str | None) -> WebhookAction:
     if status == S.CREATED:
         return WebhookAction.RETRY_LATER if news in OUTCOMES else WebhookAction.NOT_SUBMITTED

@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         ProviderEvent,
         RiskRequest,
         RiskResult,
+        Submission,
+        SubmitRequest,
         TransitionRequest,
     )
     from domain.intents import CLEARS_NEXT_ACTION, command_for, news_of
@@ -45,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import DeadLetters, Inbox, ProviderPolicy, finish, local_step, provider_call
 
 LEAN = "lean-payment-v1"
+# The provider call and the transitions its answer drives are one local activity (one marker, one round trip);
+# such runs are lean too, and never ask for LEAN (one patch marker per run, not two).
+ONE_STEP_SUBMIT = "one-step-submit-v1"
 A = PaymentActivities
 # Charges the merchant makes with the customer absent (off-session): a 3-D Secure challenge the fraud score asks
 # for could never be answered and would only expire into a failed retry, so the score is recorded, not acted on.
@@ -58,6 +63,7 @@ class PaymentWorkflow:
         self._view: PaymentView | None = None
         self._intent: IntentOutcome | None = None
         self._lean = False
+        self._one_step = False
         self._submitted = False  # the provider has the intent: POST /v1/payments may answer
         self._in_provider_call = False
         self._events: Inbox[ProviderEvent] = Inbox(lambda e: e.event_id)
@@ -119,7 +125,8 @@ class PaymentWorkflow:
     @workflow.run
     async def run(self, inp: PaymentInput) -> PaymentView:
         self._inp = inp
-        self._lean = workflow.patched(LEAN)
+        self._one_step = workflow.patched(ONE_STEP_SUBMIT)
+        self._lean = self._one_step or workflow.patched(LEAN)
         self._published = {sa.PAYMENT_STATUS.name: PaymentStatus.CREATED.value}  # set with the start request
         self._dead_letters = DeadLetters(tenant_id=inp.tenant_id, owner_id=inp.payment_id,
                                          hold_seconds=inp.dead_letter_hold_seconds, record=A.record_dead_letter,
@@ -192,6 +199,14 @@ class PaymentWorkflow:
     async def _submit(self, req: IntentRequest) -> None:
         self._in_provider_call = True
         try:
+            if self._one_step:
+                assert self._view is not None
+                done: Submission = await self._provider(A.submit_intent, SubmitRequest(
+                    intent=req, expected_seq=self._view.event_seq, correlation_id=workflow.info().workflow_id),
+                    step="create_intent")
+                self._intent, self._view = done.outcome, done.view
+                self._submitted = True
+                return
             outcome: IntentOutcome = await self._provider(A.create_intent, req)
         finally:
             self._in_provider_call = False
@@ -357,7 +372,7 @@ class PaymentWorkflow:
                                  max_interval_seconds=inp.provider_retry_max_interval_seconds,
                                  max_attempts=inp.provider_max_attempts)
 
-    async def _provider(self, fn: Any, arg: Any) -> Any:
+    async def _provider(self, fn: Any, arg: Any, step: str | None = None) -> Any:
         """A provider step with the rail's retries; when they run out, a dead letter an operator can replay."""
         assert self._dead_letters is not None
-        return await self._dead_letters.call(fn, arg, self._policy(), local=self._lean)
+        return await self._dead_letters.call(fn, arg, self._policy(), local=self._lean, step=step)

@@ -122,14 +122,16 @@ class DeadLetters:
         """An operator replayed the open letter (the replay update claimed it)."""
         self._replayed = dlq_id
 
-    async def call(self, fn: Step[A, R], arg: A, policy: ProviderPolicy, *, local: bool = False) -> R:
+    async def call(self, fn: Step[A, R], arg: A, policy: ProviderPolicy, *, local: bool = False,
+                   step: str | None = None) -> R:
+        """`step` names the step in the dead letter an operator sees (the activity's name by default)."""
         while True:
             try:
                 return await provider_call(fn, arg, policy, local=local)
             except (ActivityError, ApplicationError) as err:  # a local activity's failure can surface as either
                 if is_business_failure(err) or not workflow.patched("dead-letter-v1"):
                     raise
-                if not await self._park(getattr(fn, "__name__", str(fn)), arg, err):
+                if not await self._park(step or getattr(fn, "__name__", str(fn)), arg, err):
                     raise
 
     async def _park(self, step: str, arg: Any, err: ActivityError | ApplicationError) -> bool:

@@ -24,6 +24,8 @@ from contracts.payments import (
     PaymentView,
     RiskRequest,
     RiskResult,
+    Submission,
+    SubmitRequest,
     TransitionRequest,
     payment_workflow_id,
 )
@@ -297,6 +299,16 @@ class FakeActivities:
     async def create_intent(self, req: IntentRequest) -> IntentOutcome:
         return await self.provider.create_intent(req)
 
+    @activity.defn(name="submit_intent")
+    async def submit_intent(self, req: SubmitRequest) -> Submission:
+        """Mirrors PaymentActivities.submit_intent: the provider call, then the transitions of its answer."""
+        outcome = await self.provider.create_intent(req.intent)
+        view = None
+        for step in Submission.transitions(req, outcome):
+            view = await self.transition(step)
+        assert view is not None
+        return Submission(outcome=outcome, view=view)
+
     @activity.defn(name="get_intent")
     async def get_intent(self, intent_id: str) -> IntentOutcome:
         return await self.provider.get_intent(intent_id)
@@ -308,5 +320,5 @@ class FakeActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [self.admit_payment, self.record_payment, self.assess_risk, self.score_fraud, self.transition,
                 self.record_dead_letter, self.claim_dead_letter, self.expire_dead_letter, self.create_intent,
-                self.get_intent,
+                self.submit_intent, self.get_intent,
                 self.cancel_intent]
