@@ -33,12 +33,21 @@ def recorded(name: str) -> WorkflowHistory:
 
 
 def test_happy_path_costs(bench: ModuleType) -> None:
-    costs = bench.history_costs(recorded("payment_happy_path").events)
+    costs = bench.history_costs(recorded("payment_happy_path_lean_v1").events)
     assert {k: v for k, v in costs.items() if k != "first_task_wait_ms"} == {
         "workflow_tasks": 3, "events": 24, "local_activities": 4, "other_markers": 1, "activities": 0,
         "timers": 1, "signals": 1, "updates": 1, "upserts": 3, "visibility_writes": 5, "task_failures": 0,
     }
     assert costs["first_task_wait_ms"] == pytest.approx(1.0)  # 17:26:38.320 → .321
+
+
+def test_one_step_submission_saves_a_local_activity(bench: ModuleType) -> None:
+    """The provider call and its transition are one step: one marker (and event) fewer than the shape before."""
+    costs = bench.history_costs(recorded("payment_happy_path").events)
+    assert {k: v for k, v in costs.items() if k != "first_task_wait_ms"} == {
+        "workflow_tasks": 3, "events": 23, "local_activities": 3, "other_markers": 1, "activities": 0,
+        "timers": 1, "signals": 1, "updates": 1, "upserts": 3, "visibility_writes": 5, "task_failures": 0,
+    }
 
 
 def test_step_by_step_shape_schedules_an_activity(bench: ModuleType) -> None:

@@ -84,5 +84,6 @@ async def retire_subscriptions(pool: asyncpg.Pool, tenant_id: str) -> None:
     """End a test's subscriptions. Renewal runs renew every tenant's due subscriptions, so bulk-seeded ones left
     active would be renewed for every missed period by any later run at a later instant, in another test."""
     await pool.execute(
-        """UPDATE paysaga.subscriptions SET status = 'canceled', canceled_at = now()
-            WHERE tenant_id = $1 AND status <> 'canceled'""", uuid.UUID(tenant_id))
+        """UPDATE paysaga.subscriptions SET status = 'canceled', canceled_at = now(), next_action_at = NULL
+            WHERE tenant_id = $1 AND (status <> 'canceled' OR next_action_at IS NOT NULL)""",
+        uuid.UUID(tenant_id))
