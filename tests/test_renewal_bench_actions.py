@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
@@ -40,7 +41,16 @@ def test_markers_of_one_workflow_task_are_one_action_and_change_versions_are_fre
 def test_a_dunning_ladder_counts_its_activities_timers_children_and_stage_upserts(bench: ModuleType) -> None:
     # started 1; markers in 5 workflow tasks 5; advice and notice twice 4; two timers 2; DunningStage upserts 2;
     # two child payment workflows initiated 2.
-    assert bench.actions_in(events("dunning_recovered_at_stage_2")) == 16
+    assert bench.actions_in(events("dunning_recovered_at_stage_2_pre_local")) == 16
+
+
+def test_a_dunning_ladder_with_local_advice_and_notices(bench: ModuleType) -> None:
+    # started 1; markers in 5 workflow tasks (advice and notices among them) 5; two timers 2; DunningStage upserts
+    # 2; two child payment workflows initiated 2. Before its first wait: 3 (start, one marker action, the timer).
+    history = events("dunning_recovered_at_stage_2")
+    assert bench.actions_in(history) == 12
+    first_timer = next(n for n, e in enumerate(history) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED)
+    assert bench.actions_in(history[:first_timer + 1]) == 3
 
 
 def test_a_renewal_run_costs_its_start_and_its_batch_activities(bench: ModuleType) -> None:

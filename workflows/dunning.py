@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.dunning import DunningActivities
@@ -52,6 +52,9 @@ I = InvoiceActivities  # noqa: E741 - the invoice's activities, as the workflow 
 COLLECTABLE = ("open", "uncollectible")
 ADVICE_TIMEOUT = timedelta(seconds=10)
 ADVICE_RETRY = RetryPolicy(maximum_attempts=2)  # advisory: one more try, then the policy alone
+# The advice and the notification run beside the workflow (local activities): with the database steps of the same
+# workflow task they are one marker action, not an activity task each.
+LOCAL_STEPS = "dunning-local-steps-v1"
 
 
 def _second(at: datetime) -> datetime:
@@ -75,6 +78,7 @@ class DunningWorkflow:
         self._notified: set[str] = set()
         self._state = DunningState(invoice_id=inp.invoice_id, attempts=inp.attempts_before,
                                    last_decline_code=inp.decline_code, last_payment_id=inp.failed_payment_id)
+        self._local = False
 
     @workflow.signal(name=c.PAYMENT_METHOD_SIGNAL)
     def payment_method_updated(self, update: PaymentMethodUpdated) -> None:
@@ -96,6 +100,7 @@ class DunningWorkflow:
     @workflow.run
     async def run(self, inp: DunningInput) -> DunningState:
         step = InvoiceStep(tenant_id=inp.tenant_id, invoice_id=inp.invoice_id)
+        self._local = workflow.patched(LOCAL_STEPS)
         setup: DunningSetup = await local_step(D.dunning_setup, step)
         policy = setup.policy.to_domain()
         await self._record("dunning_started", {"decline_code": inp.decline_code, "key": "started",
@@ -138,12 +143,17 @@ class DunningWorkflow:
 
     async def _advice(self) -> RetryAdvice | None:
         inp = self._inp
+        req = AdviceRequest(tenant_id=inp.tenant_id, customer_id=inp.customer_id, invoice_id=inp.invoice_id,
+                            attempt=len(self._failures) + 1)
         try:
-            advice: RetryAdviceModel | None = await workflow.execute_activity(
-                D.advise_retry, AdviceRequest(tenant_id=inp.tenant_id, customer_id=inp.customer_id,
-                                              invoice_id=inp.invoice_id, attempt=len(self._failures) + 1),
-                start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
-        except ActivityError:
+            advice: RetryAdviceModel | None
+            if self._local:
+                advice = await workflow.execute_local_activity(
+                    D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
+            else:
+                advice = await workflow.execute_activity(
+                    D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
+        except (ActivityError, ApplicationError):  # a local activity's failure can surface as either
             return None  # advisory: the policy decides alone
         if advice is None:
             return None
@@ -249,10 +259,10 @@ class DunningWorkflow:
                   "retry_at": plan.at.isoformat(), "stage": plan.stage, "customer_id": inp.customer_id,
                   "subscription_id": inp.subscription_id, "explanation": plan.explanation,
                   "amount_remaining_micros": setup.amount_remaining_micros if setup else None})
+        send = workflow.execute_local_activity if self._local else workflow.execute_activity
         try:
-            await workflow.execute_activity(
-                NotificationActivities.send_notification, note, start_to_close_timeout=NOTIFY_TIMEOUT,
-                schedule_to_close_timeout=NOTIFY_SCHEDULE_TO_CLOSE, retry_policy=NOTIFY_RETRY)
-        except ActivityError as err:
+            await send(NotificationActivities.send_notification, note, start_to_close_timeout=NOTIFY_TIMEOUT,
+                       schedule_to_close_timeout=NOTIFY_SCHEDULE_TO_CLOSE, retry_policy=NOTIFY_RETRY)
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure can surface as either
             workflow.logger.error("dunning notification failed", extra={"error": str(err.cause or err)})
 
