@@ -36,6 +36,18 @@ async def _wait_payment(http: Any, payment_id: str, statuses: set[str], timeout:
             await asyncio.sleep(0.1)
 
 
+async def shop(stack: Stack, retire: list[str], amount: str) -> tuple[str, str, str, str]:
+    """A tenant of its own (its subscriptions ended after the test) with its seller's profile, a monthly price and a
+    customer paying by card: (tenant id, API key, price id, customer id)."""
+    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
+    retire.append(tenant_id)
+    async with stack.http(api_key) as http:
+        await seller(http)
+        p = await price(http, amount)
+        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
+    return tenant_id, api_key, p["id"], cid
+
+
 async def pay(http: Any, invoice_id: str) -> None:
     """The customer pays a sent invoice (here with the card on file, as a hosted invoice page would)."""
     r = await http.post(f"/v1/invoices/{invoice_id}/pay", json={}, headers={"Idempotency-Key": str(uuid.uuid4())})
@@ -45,13 +57,9 @@ async def pay(http: Any, invoice_id: str) -> None:
 
 async def test_a_renewal_that_needs_the_customer_becomes_its_own_payment_workflow(
         stack: Stack, retire: list[str]) -> None:
-    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
-    retire.append(tenant_id)
+    _, api_key, price_id, cid = await shop(stack, retire, "12.00")
     async with stack.http(api_key) as http:
-        await seller(http)
-        p = await price(http, "12.00")
-        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
-        sub = await subscribe(http, cid, p["id"])
+        sub = await subscribe(http, cid, price_id)
         active = await wait_subscription(http, sub["id"], "active")
         # The card on file now asks for authentication on every charge, off-session ones included.
         await set_card(http, cid, sub["id"], "pm_card_authenticationRequired")
@@ -91,14 +99,10 @@ async def test_provider_faults_mid_run_neither_skip_nor_repeat_a_charge(
     """429: refused before any work (the run backs off and reports it); 500: the intent is made and the answer
     lost (the retry finds that intent). Either way each renewal is charged once, and all succeed."""
     n = 40
-    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
-    retire.append(tenant_id)
+    tenant_id, api_key, price_id, cid = await shop(stack, retire, "4.00")
     db: Any = stack.admin_pool
     async with stack.http(api_key) as http:
-        await seller(http)
-        p = await price(http, "4.00")
-        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
-        template = await subscribe(http, cid, p["id"])
+        template = await subscribe(http, cid, price_id)
         await wait_subscription(http, template["id"], "active")
         assert (await http.post(f"/v1/subscriptions/{template['id']}/cancel", json={})).status_code == 200
         at = datetime(2032, 5, 1, 4, int(fault) % 60, tzinfo=UTC)  # an instant of this test's own
@@ -136,14 +140,10 @@ async def test_provider_faults_mid_run_neither_skip_nor_repeat_a_charge(
 
 async def test_a_send_invoice_subscription_renews_to_an_open_invoice_and_is_never_charged(
         stack: Stack, retire: list[str]) -> None:
-    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
-    retire.append(tenant_id)
+    tenant_id, api_key, price_id, cid = await shop(stack, retire, "20.00")
     db: Any = stack.admin_pool
     async with stack.http(api_key) as http:
-        await seller(http)
-        p = await price(http, "20.00")
-        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
-        sub = await subscribe(http, cid, p["id"], collection_method="send_invoice", days_until_due=14)
+        sub = await subscribe(http, cid, price_id, collection_method="send_invoice", days_until_due=14)
         assert sub["status"] == "incomplete"  # until its first invoice is paid
         await pay(http, sub["latest_invoice_id"])
         active = await wait_subscription(http, sub["id"], "active")
@@ -169,13 +169,9 @@ async def test_a_send_invoice_subscription_renews_to_an_open_invoice_and_is_neve
 
 async def test_calendar_billing_on_the_31st_renews_on_the_last_day_of_shorter_months(
         stack: Stack, retire: list[str]) -> None:
-    tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
-    retire.append(tenant_id)
+    _, api_key, price_id, cid = await shop(stack, retire, "31.00")
     async with stack.http(api_key) as http:
-        await seller(http)
-        p = await price(http, "31.00")
-        cid = await customer(http, {"country": "DE"}, token="pm_card_visa")
-        sub = await subscribe(http, cid, p["id"], billing_cycle_anchor_config={"day_of_month": 31})
+        sub = await subscribe(http, cid, price_id, billing_cycle_anchor_config={"day_of_month": 31})
         current = await wait_subscription(http, sub["id"], "active")
         starts = [instant(current["current_period_end"])]
         for _ in range(4):
