@@ -6,13 +6,13 @@ histories' event types by hand (tests/histories/*.json).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from temporalio.client import WorkflowHistory
+
+from tests.benches import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORIES = ROOT / "tests" / "histories"
@@ -20,12 +20,7 @@ HISTORIES = ROOT / "tests" / "histories"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_payments", ROOT / "bench" / "payments.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("payments")
 
 
 def recorded(name: str) -> WorkflowHistory:
