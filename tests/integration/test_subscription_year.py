@@ -289,9 +289,14 @@ async def test_renewal_charges_are_paced_at_the_configured_rate_and_the_pacing_i
                 WHERE p.tenant_id = $1 AND i.subscription_id = ANY($2) ORDER BY x.created_at""", tenant_id, ids)]
         assert len(sent) == n
         assert (sent[-1] - sent[0]).total_seconds() >= 0.9 * least, (sent[0], sent[-1])
-        # Respected: no second saw more than a second's tokens plus the burst, and one chunk (tokens are taken
-        # before a call, and two calls in flight may reach the provider together). Unpaced, all 60 would.
+        # Respected: no second saw more than the tokens of a second plus the burst and the chunks in flight (tokens
+        # are taken before a call; the calls in flight may reach the provider together), allowing half a second
+        # of lag: an intent is stamped when the provider's transaction starts, which a busy machine delays, so
+        # chunks granted apart can land close together. Unpaced, all 60 would land within the same second.
+        lag = 0.5
+        most = rate * (1 + lag) + burst + pacing.chunk * pacing.concurrency
+        assert most < n
         for i, first in enumerate(sent):
             within = sum(1 for t in sent[i:] if t - first < timedelta(seconds=1))
-            assert within <= rate + burst + pacing.chunk, (first, within)
+            assert within <= most, (first, within)
         await trial_balance_is_zero(http)
