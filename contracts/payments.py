@@ -154,6 +154,17 @@ class TransitionRequest(BaseModel):
                                  failure_code=self.failure_code, failure_message=self.failure_message,
                                  reason=self.reason, outcome=self.outcome)
 
+    @classmethod
+    def of(cls, command: TransitionCommand, *, tenant_id: str, payment_id: str, actor: str, correlation_id: str,
+           expected_seq: int | None, next_action: dict[str, Any] | None = None,
+           clear_next_action: bool = False) -> TransitionRequest:
+        """The request that applies `command` (the inverse of `command()`)."""
+        return cls(tenant_id=tenant_id, payment_id=payment_id, transition=command.transition, actor=actor,
+                   correlation_id=correlation_id, expected_seq=expected_seq,
+                   provider_intent_id=command.provider_intent_id, failure_code=command.failure_code,
+                   failure_message=command.failure_message, reason=command.reason, outcome=command.outcome,
+                   next_action=next_action, clear_next_action=clear_next_action)
+
 
 class RiskRequest(BaseModel):
     tenant_id: str
@@ -215,6 +226,11 @@ class IntentOutcome(BaseModel):
     failure_message: str | None = None
     next_action_url: str | None = None
 
+    def next_action(self) -> dict[str, Any] | None:
+        """What the customer must do next, as the payment shows it (a 3-D Secure redirect), if anything."""
+        return {"type": "redirect_to_url", "redirect_to_url": {"url": self.next_action_url}} \
+            if self.next_action_url else None
+
 
 class SubmitRequest(BaseModel):
     """Create and confirm the intent, then record what the answer means for the payment, as one step."""
@@ -232,19 +248,10 @@ class Submission(BaseModel):
     def transitions(req: SubmitRequest, outcome: IntentOutcome) -> list[TransitionRequest]:
         """The transitions the intent's answer drives, each at its own event slot (so a re-run step re-applies
         none of them): the first in the saga's name, the rest as the confirmation's news."""
-        base = req.intent
-        out = []
-        for n, command in enumerate(after_confirm(outcome.intent_id, outcome.status, outcome.decline_code,
-                                                  outcome.failure_message)):
-            then = n > 0
-            out.append(TransitionRequest(
-                tenant_id=base.tenant_id, payment_id=base.payment_id, transition=command.transition,
-                actor="confirm" if then else "workflow", correlation_id=req.correlation_id,
-                provider_intent_id=command.provider_intent_id, failure_code=command.failure_code,
-                failure_message=command.failure_message, reason=command.reason,
-                next_action=({"type": "redirect_to_url", "redirect_to_url": {"url": outcome.next_action_url}}
-                             if then and outcome.next_action_url else None),
-                clear_next_action=then and command.transition in CLEARS_NEXT_ACTION,
-                expected_seq=req.expected_seq + n))
-        return out
-
+        commands = after_confirm(outcome.intent_id, outcome.status, outcome.decline_code, outcome.failure_message)
+        return [TransitionRequest.of(
+            command, tenant_id=req.intent.tenant_id, payment_id=req.intent.payment_id,
+            actor="confirm" if n else "workflow", correlation_id=req.correlation_id, expected_seq=req.expected_seq + n,
+            next_action=outcome.next_action() if n else None,
+            clear_next_action=bool(n) and command.transition in CLEARS_NEXT_ACTION)
+            for n, command in enumerate(commands)]

@@ -301,9 +301,7 @@ class PaymentWorkflow:
         command = command_for(self._status, news, outcome.decline_code, outcome.failure_message)
         if command is None:
             return  # stale or out-of-order news (e.g. `processing` after `succeeded`): nothing to do
-        next_action = ({"type": "redirect_to_url", "redirect_to_url": {"url": outcome.next_action_url}}
-                       if outcome.next_action_url else None)
-        await self._transition(command, actor=source, next_action=next_action,
+        await self._transition(command, actor=source, next_action=outcome.next_action(),
                                clear_next_action=command.transition in CLEARS_NEXT_ACTION)
 
     async def _abandon(self, req: IntentRequest, reason: str) -> None:
@@ -340,13 +338,10 @@ class PaymentWorkflow:
                           next_action: dict[str, Any] | None = None, clear_next_action: bool = False) -> None:
         assert self._inp is not None and self._view is not None
         before = self._view.status
-        self._view = await local_step(A.transition, TransitionRequest(
-            tenant_id=self._inp.tenant_id, payment_id=self._inp.payment_id, transition=command.transition,
-            actor=actor, correlation_id=workflow.info().workflow_id, expected_seq=self._view.event_seq,
-            provider_intent_id=command.provider_intent_id, failure_code=command.failure_code,
-            failure_message=command.failure_message, reason=command.reason, outcome=command.outcome,
-            next_action=next_action, clear_next_action=clear_next_action,
-        ))
+        self._view = await local_step(A.transition, TransitionRequest.of(
+            command, tenant_id=self._inp.tenant_id, payment_id=self._inp.payment_id, actor=actor,
+            correlation_id=workflow.info().workflow_id, expected_seq=self._view.event_seq, next_action=next_action,
+            clear_next_action=clear_next_action))
         if not self._lean and self._view.status != before:  # step-by-step runs announced every change at once
             workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(self._view.status.value)])
 

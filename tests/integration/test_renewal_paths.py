@@ -17,6 +17,7 @@ import pytest
 from contracts.invoices import collection_payment_id
 from contracts.payments import PAYMENT_WORKFLOW
 from contracts.renewals import RENEWAL_RUN_WORKFLOW, RenewalProgress, RenewalRunInput
+from tests.integration.helpers import wait_status
 from tests.integration.seeding import seed_due_subscriptions
 from tests.integration.test_invoices import customer, seller, trial_balance_is_zero, wait_invoice
 from tests.integration.test_subscription_year import set_card
@@ -25,15 +26,6 @@ from tests.integration.test_worker_crash import spawn_worker
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-async def _wait_payment(http: Any, payment_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            r = await http.get(f"/v1/payments/{payment_id}")
-            if r.status_code == 200 and r.json()["status"] in statuses:
-                return dict(r.json())
-            await asyncio.sleep(0.1)
 
 
 async def shop(stack: Stack, retire: list[str], amount: str) -> tuple[str, str, str, str]:
@@ -71,7 +63,7 @@ async def test_a_renewal_that_needs_the_customer_becomes_its_own_payment_workflo
         invoice_id = renewed["latest_invoice_id"]
         assert invoice_id != active["latest_invoice_id"]
         payment_id = collection_payment_id(invoice_id, 1)
-        waiting = await _wait_payment(http, payment_id, {"pending"})
+        waiting = await wait_status(http, payment_id, {"pending"})
         url = waiting["next_action"]["redirect_to_url"]["url"]
 
         # An SRE finds the run by the subscription it collects for: one PaymentWorkflow, not a renewal batch.
@@ -82,7 +74,7 @@ async def test_a_renewal_that_needs_the_customer_becomes_its_own_payment_workflo
         assert len(found) == 1 and payment_id in found[0].id, [w.id for w in found]
 
         assert (await http.post(url, json={"outcome": "succeed"})).status_code == 200
-        done = await _wait_payment(http, payment_id, {"completed"})
+        done = await wait_status(http, payment_id, {"completed"})
         assert done["metadata"]["invoice_id"] == invoice_id
         await wait_invoice(http, invoice_id, lambda b: b["status"] == "paid")
         after = await wait_subscription(http, sub["id"], "active")
