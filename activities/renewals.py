@@ -184,7 +184,7 @@ class RenewalActivities:
                 WHERE next_action_at IS NOT NULL AND next_action_at <= $1
                   AND ($2::timestamptz IS NULL OR (next_action_at, tenant_id, subscription_id) > ($2, $3::uuid, $4))
                   AND (next_action_at, tenant_id, subscription_id) <= ($5, $6::uuid, $7)
-                ORDER BY next_action_at, tenant_id, subscription_id FOR UPDATE""",
+                ORDER BY next_action_at, tenant_id, subscription_id FOR NO KEY UPDATE""",
             at, after.at if after else None, after.tenant_id if after else None,
             after.subscription_id if after else None, batch.last.at, batch.last.tenant_id,
             batch.last.subscription_id)

@@ -35,7 +35,7 @@ async def available_many(conn: asyncpg.Connection, pairs: Iterable[tuple[str, st
         return {}
     if lock:  # a preview reads without spending
         await conn.execute("SELECT 1 FROM paysaga.customers WHERE customer_id = ANY($1::text[]) "
-                           "ORDER BY customer_id FOR UPDATE", holders)
+                           "ORDER BY customer_id FOR NO KEY UPDATE", holders)
     # Read after the lock: a credit note or an invoice that committed meanwhile is seen.
     balances = {r["account_id"]: int(r["balance"]) for r in await conn.fetch(
         """SELECT account_id, sum(amount_micros) AS balance FROM paysaga.journal_lines

@@ -76,7 +76,7 @@ async def load(conn: asyncpg.Connection, invoice_id: str, *, lock: bool = False)
     """The invoice with its lines and credit notes; `lock` holds its row until the transaction ends (every change
     of an invoice takes it, so changes of one invoice queue)."""
     row = await conn.fetchrow(
-        f"SELECT * FROM paysaga.invoices WHERE invoice_id = $1{' FOR UPDATE' if lock else ''}", invoice_id)
+        f"SELECT * FROM paysaga.invoices WHERE invoice_id = $1{' FOR NO KEY UPDATE' if lock else ''}", invoice_id)
     if row is None:
         return None
     return (await load_many(conn, [row]))[0]

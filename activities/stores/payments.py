@@ -182,7 +182,7 @@ async def apply_transition(
     is also guarded by the old status. A completion posts the payment's entry (a split charge's split, see
     domain/connect.py) and, when the provider said what it settled (`settled`), its fee and conversion.
     """
-    row = await conn.fetchrow("SELECT * FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+    row = await conn.fetchrow("SELECT * FROM paysaga.payments WHERE payment_id = $1 FOR NO KEY UPDATE", payment_id)
     if row is None:
         raise LookupError(f"payment {payment_id} not found")
     payment = aggregate_from_row(row)
@@ -255,7 +255,7 @@ def split_of(view: PaymentView) -> SplitCharge | None:
 async def lock_split(conn: asyncpg.Connection, payment_id: str) -> SplitCharge | None:
     """The split charge of a payment, its row locked: reversals of one charge are computed one after the other, so
     each steps from what the previous one took back."""
-    row = await conn.fetchrow(f"SELECT {PAYMENT_COLUMNS} FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE",
+    row = await conn.fetchrow(f"SELECT {PAYMENT_COLUMNS} FROM paysaga.payments WHERE payment_id = $1 FOR NO KEY UPDATE",
                               payment_id)
     return split_of(view_from_row(row)) if row is not None else None
 

@@ -33,7 +33,8 @@ async def list_refunds(conn: asyncpg.Connection, payment_id: str) -> list[Refund
 async def lock_payment(conn: asyncpg.Connection, payment_id: str) -> asyncpg.Record | None:
     """The payment's status and captured amount, locked so concurrent refunds queue behind this one."""
     return await conn.fetchrow(
-        "SELECT status, amount_micros, currency FROM paysaga.payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+        "SELECT status, amount_micros, currency FROM paysaga.payments WHERE payment_id = $1 FOR NO KEY UPDATE",
+        payment_id)
 
 
 async def prior(conn: asyncpg.Connection, payment_id: str, currency: str) -> list[tuple[Money, RefundStatus]]:

@@ -247,11 +247,10 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
             "period_start": line.period_start, "period_end": line.period_end, "tax_code": line.tax_code,
             "taxes": invoice_store.taxes_json(line.taxes), "price_id": p.price_ids.get(line.line_id),
             "proration": line.line_id in p.prorations} for p, n, line in lines]))
-    finalized = [p for p in planned if p.collect is not Collection.KEEP_AS_DRAFT]
-    numbers = iter(await take_numbers(conn, tenant_id, SERIES, len(finalized)))
-    out: list[PlannedInvoice] = []
-    for p in planned:
-        out.append(replace(p, invoice=replace(p.invoice, number=next(numbers))) if p in finalized else p)
+    finalized = sum(1 for p in planned if p.collect is not Collection.KEEP_AS_DRAFT)
+    numbers = iter(await take_numbers(conn, tenant_id, SERIES, finalized))
+    out = [p if p.collect is Collection.KEEP_AS_DRAFT else replace(p, invoice=replace(p.invoice, number=next(numbers)))
+           for p in planned]
     written = [p for p in out if p.collect is not Collection.KEEP_AS_DRAFT]
     await conn.execute(
         """UPDATE paysaga.invoices i SET status = r.status, number = r.number, due_date = r.due_date,
@@ -465,7 +464,7 @@ async def transition_payments(conn: asyncpg.Connection, tenant_id: str, moves: S
         return []
     wanted = {m.payment_id: m for m in moves}
     rows = await conn.fetch("SELECT * FROM paysaga.payments WHERE payment_id = ANY($1::text[]) "
-                            "ORDER BY payment_id FOR UPDATE", list(wanted))
+                            "ORDER BY payment_id FOR NO KEY UPDATE", list(wanted))
     changes: list[dict[str, Any]] = []
     events: dict[str, LifecycleEvent] = {}
     for row in rows:
@@ -507,7 +506,7 @@ async def settle_invoices(conn: asyncpg.Connection, tenant_id: str, payments: Se
     if not by_invoice:
         return []
     rows = await conn.fetch("SELECT * FROM paysaga.invoices WHERE invoice_id = ANY($1::text[]) "
-                            "ORDER BY invoice_id FOR UPDATE", list(by_invoice))
+                            "ORDER BY invoice_id FOR NO KEY UPDATE", list(by_invoice))
     loaded = await invoice_store.load_many(conn, list(rows))
     paid: list[tuple[invoice_store.Loaded, Invoice, str]] = []
     for before in loaded:
@@ -560,7 +559,7 @@ async def subscriptions_paid(conn: asyncpg.Connection, tenant_id: str, invoices:
     if not by_sub:
         return
     rows = await conn.fetch("SELECT * FROM paysaga.subscriptions WHERE subscription_id = ANY($1::text[]) "
-                            "ORDER BY subscription_id FOR UPDATE", list(by_sub))
+                            "ORDER BY subscription_id FOR NO KEY UPDATE", list(by_sub))
     in_dunning = {r["invoice_id"] for r in await subscriptions.dunning_rows(
         conn, [i.invoice.invoice_id for i in invoices])}
     changes = []
@@ -617,7 +616,7 @@ async def charges_failed(conn: asyncpg.Connection, tenant_id: str, failures: Seq
         await write_outbox(conn, tenant_id, messages)
     subs = {i.row["subscription_id"]: i for i in handed if i.row["subscription_id"]}
     rows = await conn.fetch("SELECT * FROM paysaga.subscriptions WHERE subscription_id = ANY($1::text[]) "
-                            "ORDER BY subscription_id FOR UPDATE", list(subs))
+                            "ORDER BY subscription_id FOR NO KEY UPDATE", list(subs))
     changes, owed = [], []
     for loaded in await subscriptions.load_rows(conn, rows):
         inv = subs[loaded.subscription.subscription_id]

@@ -129,7 +129,7 @@ def now() -> datetime:
 # --- reading ----------------------------------------------------------------------------------------------------
 async def load(conn: asyncpg.Connection, subscription_id: str, *, lock: bool = False) -> Loaded | None:
     row = await conn.fetchrow(
-        f"SELECT * FROM paysaga.subscriptions WHERE subscription_id = $1{' FOR UPDATE' if lock else ''}",
+        f"SELECT * FROM paysaga.subscriptions WHERE subscription_id = $1{' FOR NO KEY UPDATE' if lock else ''}",
         subscription_id)
     if row is None:
         return None
