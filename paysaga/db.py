@@ -28,9 +28,13 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     would cost a round trip per checkout."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, durable_commits: bool = True
+                      ) -> asyncpg.Pool:
+    """`durable_commits=False` answers a commit before its WAL is flushed (a crash of the server may lose the
+    last fraction of a second of commits, never corrupt anything): only for bookkeeping that is safe to redo."""
+    settings = {} if durable_commits else {"synchronous_commit": "off"}
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     reset=_keep_session)
+                                     reset=_keep_session, server_settings=settings)
 
 
 @asynccontextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from activities.providers.sandbox.network import network_pool
 from activities.stores import payments as payment_store
 from domain.payment import Transition as T
 from domain.payment import TransitionCommand
@@ -153,6 +154,48 @@ async def test_transition_writes_row_event_and_outbox_together(stack: Stack, app
         status = await conn.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid)
     assert [e["new_status"] for e in events] == ["created", "processing"] and status == "processing"
     assert sorted(e["transition_id"] for e in events) == sorted(o["event_id"] for o in outbox)
+
+
+async def test_a_payment_being_changed_does_not_hold_up_rows_that_reference_it(
+        stack: Stack, app_pool: asyncpg.Pool) -> None:
+    """A transition in progress locks the payment against other writers only: a row that merely references the
+    payment (its foreign-key check) is written meanwhile, instead of queueing behind the transition."""
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    async with tenant_tx(app_pool, tid) as holder:
+        await payment_store.apply_transition(
+            holder, pid, TransitionCommand(T.MARK_PROCESSING, provider_intent_id="pi_1"), {}, "test", "corr-1")
+        referencing = tenant_tx(app_pool, tid)
+        with pytest.raises(_Rollback):
+            async with referencing as conn:
+                await conn.execute("SET LOCAL lock_timeout = '2s'")
+                await conn.execute(
+                    """INSERT INTO paysaga.payment_events (transition_id, tenant_id, payment_id, seq, type,
+                           new_status, metadata, actor, correlation_id)
+                       VALUES ('te_probe', $1, $2, 99, 'payment.probe', 'created', '{}', 'test', 'probe')""",
+                    tid, pid)
+                raise _Rollback
+        with pytest.raises(asyncpg.LockNotAvailableError):  # another writer of the payment does wait
+            async with tenant_tx(app_pool, tid) as conn:
+                await conn.execute("SET LOCAL lock_timeout = '200ms'")
+                await conn.execute("UPDATE paysaga.payments SET description = 'x' WHERE payment_id = $1", pid)
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def test_only_a_pool_asked_to_commits_before_the_wal_flush(stack: Stack) -> None:
+    durable = await create_pool(stack.db.app_url, max_size=1)
+    quick = await create_pool(stack.db.app_url, max_size=1, durable_commits=False)
+    network = await network_pool(stack.settings)
+    try:
+        assert await durable.fetchval("SHOW synchronous_commit") == "on"
+        assert await quick.fetchval("SHOW synchronous_commit") == "off"
+        assert await network.fetchval("SHOW synchronous_commit") == "off"  # the sandbox network's bookkeeping
+    finally:
+        for pool in (durable, quick, network):
+            await pool.close()
 
 
 async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, app_pool: asyncpg.Pool) -> None:
