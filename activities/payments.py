@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -53,6 +54,18 @@ from domain.risk import CustomerHistory, RiskLimits, assess
 from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.billing")
+
+
+async def submit(req: SubmitRequest, create: Callable[[IntentRequest], Awaitable[IntentOutcome]],
+                 transition: Callable[[TransitionRequest], Awaitable[PaymentView]]) -> Submission:
+    """The provider call, then the transitions its answer drives, in order (the workflow tests' fakes submit
+    through this too, with their own provider and store)."""
+    outcome = await create(req.intent)
+    view: PaymentView | None = None
+    for step in Submission.transitions(req, outcome):
+        view = await transition(step)
+    assert view is not None  # every answer drives at least one transition
+    return Submission(outcome=outcome, view=view)
 
 
 class PaymentActivities:
@@ -256,12 +269,7 @@ class PaymentActivities:
     async def submit_intent(self, req: SubmitRequest) -> Submission:
         """Create and confirm the intent and record what its answer means, in one step. Safe to re-run: the
         intent is found, not created again, and each transition sits at its own event slot."""
-        outcome = await self.create_intent(req.intent)
-        view: PaymentView | None = None
-        for step in Submission.transitions(req, outcome):
-            view = await self.transition(step)
-        assert view is not None  # every answer drives at least one transition
-        return Submission(outcome=outcome, view=view)
+        return await submit(req, self.create_intent, self.transition)
 
     @activity.defn
     async def get_intent(self, intent_id: str) -> IntentOutcome:

@@ -145,14 +145,10 @@ class DunningWorkflow:
         inp = self._inp
         req = AdviceRequest(tenant_id=inp.tenant_id, customer_id=inp.customer_id, invoice_id=inp.invoice_id,
                             attempt=len(self._failures) + 1)
+        ask = workflow.execute_local_activity if self._local else workflow.execute_activity
         try:
-            advice: RetryAdviceModel | None
-            if self._local:
-                advice = await workflow.execute_local_activity(
-                    D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
-            else:
-                advice = await workflow.execute_activity(
-                    D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
+            advice: RetryAdviceModel | None = await ask(
+                D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
         except (ActivityError, ApplicationError):  # a local activity's failure can surface as either
             return None  # advisory: the policy decides alone
         if advice is None:

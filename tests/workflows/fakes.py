@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.payments import submit
 from contracts.dead_letters import DeadLetter, ReplayRequest
 from contracts.errors import INVALID_TRANSITION
 from contracts.payments import (
@@ -302,12 +303,7 @@ class FakeActivities:
     @activity.defn(name="submit_intent")
     async def submit_intent(self, req: SubmitRequest) -> Submission:
         """Mirrors PaymentActivities.submit_intent: the provider call, then the transitions of its answer."""
-        outcome = await self.provider.create_intent(req.intent)
-        view = None
-        for step in Submission.transitions(req, outcome):
-            view = await self.transition(step)
-        assert view is not None
-        return Submission(outcome=outcome, view=view)
+        return await submit(req, self.provider.create_intent, self.transition)
 
     @activity.defn(name="get_intent")
     async def get_intent(self, intent_id: str) -> IntentOutcome:
