@@ -69,7 +69,7 @@ from domain.subscription import (
     charge_key,
     trial_will_end_at,
 )
-from paysaga.db import tenant_tx
+from paysaga.db import analyze_grown_tables, tenant_tx
 
 log = structlog.get_logger("paysaga.renewals")
 S = SubscriptionStatus
@@ -153,7 +153,15 @@ class RenewalActivities:
             if has_charges:
                 result.tenants.append(tenant_id)
             await self._after_invoicing(tenant_id, work)
+        await self._refresh_statistics()
         return result
+
+    async def _refresh_statistics(self) -> None:
+        """A run grows its tables many times over; plans made on statistics of the tables as they were would
+        rescan them per row. The tables that outgrew their statistics get fresh ones after each bulk step."""
+        analyzed = await analyze_grown_tables(self._pool)
+        if analyzed:
+            log.info("renewal.statistics_refreshed", tables=analyzed)
 
     async def _invoice_tenant(self, tenant_id: str, req: InvoiceBatchRequest, at: datetime
                               ) -> tuple[_Work, dict[str, int], bool]:
@@ -360,6 +368,7 @@ class RenewalActivities:
         result = ChargeBatchResult(batch_no=req.batch_no)
         for tenant_id in req.tenants:
             await self._charge_tenant(tenant_id, req.run_id, req.batch_no, req.pacing, result)
+        await self._refresh_statistics()
         deadline = time.monotonic() + req.settle_wait_seconds
         for tenant_id in req.tenants:
             await self._settle_tenant(tenant_id, req.run_id, req.batch_no, deadline, result)

@@ -37,6 +37,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, durabl
                                      reset=_keep_session, server_settings=settings)
 
 
+async def analyze_grown_tables(pool: asyncpg.Pool, *, min_rows: int = 1000) -> list[str]:
+    """Fresh planner statistics for the tables that outgrew theirs (see the migration of
+    `paysaga.analyze_grown_tables`); answers the tables analyzed. For bulk writers, after each bulk step: the
+    check is one catalogue query when nothing grew."""
+    return [r[0] for r in await pool.fetch("SELECT * FROM paysaga.analyze_grown_tables($1)", min_rows)]
+
+
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
     """A transaction in which row-level security sees exactly one tenant (set_config(..., is_local=true))."""

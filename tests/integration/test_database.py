@@ -3,6 +3,9 @@ append-only lifecycle events, and row + event + outbox written together."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import asyncpg
 import pytest
 
@@ -10,7 +13,7 @@ from activities.providers.sandbox.network import network_pool
 from activities.stores import payments as payment_store
 from domain.payment import Transition as T
 from domain.payment import TransitionCommand
-from paysaga.db import create_pool, tenant_tx
+from paysaga.db import analyze_grown_tables, create_pool, tenant_tx
 from tests.integration.seeding import seed_payment
 from tests.stack import Stack
 
@@ -196,6 +199,25 @@ async def test_only_a_pool_asked_to_commits_before_the_wal_flush(stack: Stack) -
     finally:
         for pool in (durable, quick, network):
             await pool.close()
+
+
+async def test_tables_that_outgrew_their_statistics_get_fresh_ones(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    """The service role may ask for it (it owns no table), and only tables that grew past their statistics are
+    analyzed: asked again at once, the same table is not."""
+    tid, _ = await stack.new_tenant()
+    async with stack.admin_pool.acquire() as conn:  # type: ignore[attr-defined]
+        known = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'paysaga.inbox'::regclass")
+        await conn.execute(
+            """INSERT INTO paysaga.inbox (tenant_id, source, event_id, event_type)
+               SELECT $1, 'stats-probe', 'evt_' || g, 'probe' FROM generate_series(1, $2) g""",
+            uuid.UUID(tid), int(max(known, 1000)) + 100)
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.execute("SELECT 1")  # the flush happens when the session next goes idle
+    deadline = asyncio.get_running_loop().time() + 10
+    while "paysaga.inbox" not in (analyzed := await analyze_grown_tables(app_pool)):
+        assert asyncio.get_running_loop().time() < deadline, analyzed
+        await asyncio.sleep(0.2)
+    assert "paysaga.inbox" not in await analyze_grown_tables(app_pool)
 
 
 async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, app_pool: asyncpg.Pool) -> None:
