@@ -81,7 +81,10 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         except Exception as exc:  # a missing or broken rate file: conversions then book without a quote
             log.warning("worker.fx_rates_unavailable", error=str(exc))
         timings = collection_timings(settings)
-        dunning_starter = DunningStarter(pool, settings.task_queue, timings)
+        notifier = build_notifier(settings, pool)
+        dunning = DunningActivities(pool)
+        dunning_starter = DunningStarter(pool, settings.task_queue, timings,
+                                         prepare=lambda inp: dunning.prepare(inp, notifier))
         acts = PaymentActivities(pool, provider, risk_limits(settings), scorer, rates, dunning=dunning_starter)
         refunds = RefundActivities(pool, provider, rates)
         reconcile = ReconcileActivities(pool, provider)
@@ -90,14 +93,12 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         payouts = PayoutActivities(pool, provider, rates)
         objects = build_object_store(settings)
         settlement = SettlementActivities(pool, provider, objects, settings)
-        notifier = build_notifier(settings, pool)
         notifications = NotificationActivities(notifier)
         tax = build_tax_provider(settings, pool)
         stack.push_async_callback(tax.aclose)
         invoices = InvoiceActivities(pool, tax, objects, client)
         renewals = RenewalActivities(pool, provider, tax, notifier, task_queue=settings.task_queue, timings=timings,
                                      dunning=dunning_starter)
-        dunning = DunningActivities(pool)
         worker = Worker(
             client,
             task_queue=settings.task_queue,

@@ -19,26 +19,33 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notifications import Notifier
 from activities.stores import invoices as store
 from activities.stores import subscriptions
 from contracts.dunning import (
     AdviceRequest,
+    DunningInput,
     DunningPolicyModel,
+    DunningPrepared,
     DunningRecord,
     DunningSetup,
     FinalDunning,
     RetryAdviceModel,
+    dunning_notification,
+    notification_key,
 )
 from contracts.errors import INVALID_REQUEST
 from contracts.invoices import InvoiceStep
 from domain import invoice_postings as postings
-from domain.invoice import InvoiceRefused, InvoiceStatus
+from domain.dunning import ChargeFailure, DunningAction, RetryTrigger, plan_next
+from domain.invoice import Invoice, InvoiceRefused, InvoiceStatus
 from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.dunning")
 
 MIN_HISTORY = 3  # successful payments before an hour is worth advising
 ADVICE_TIMEOUT_SECONDS = 2.0
+COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 
 
 class RetryAdvisor(Protocol):
@@ -89,9 +96,7 @@ class DunningActivities:
                 raise ApplicationError(f"invoice {step.invoice_id} not found", type=INVALID_REQUEST,
                                        non_retryable=True)
             policy = await _tenant_policy(conn)
-        invoice = loaded.invoice
-        return DunningSetup(policy=policy, currency=invoice.currency, number=invoice.number,
-                            amount_remaining_micros=invoice.amount_remaining.micros)
+        return _setup(loaded.invoice, policy)
 
     @activity.defn
     async def advise_retry(self, req: AdviceRequest) -> RetryAdviceModel | None:
@@ -112,21 +117,32 @@ class DunningActivities:
         async with tenant_tx(self._pool, record.tenant_id) as conn:
             loaded = await store.load(conn, record.invoice_id, lock=True)
             assert loaded is not None
-            event = f"invoice.{record.type}"
-            key = record.metadata.get("key")
-            done = await conn.fetchval(
-                """SELECT true FROM paysaga.invoice_events WHERE invoice_id = $1 AND type = $2
-                    AND metadata->>'key' IS NOT DISTINCT FROM $3""", record.invoice_id, event, key)
-            if not done:
-                await store.save_change(conn, loaded, loaded.invoice, event, "workflow",
-                                        f"dunning/{record.tenant_id}/{record.invoice_id}", metadata=record.metadata)
-            attempt = record.metadata.get("attempt")
-            if (record.type == "dunning_retry_failed" and loaded.row["subscription_id"] is not None
-                    and isinstance(attempt, int)):
-                # The subscription's own lifecycle says the retry failed too (once per attempt).
-                await subscriptions.apply_dunning_outcome(conn, loaded.row["subscription_id"], "retry_failed",
-                                                          datetime.now(UTC), attempt=attempt,
-                                                          invoice_id=record.invoice_id)
+            await _record(conn, loaded, record)
+
+    async def prepare(self, inp: DunningInput, notifier: Notifier) -> DunningPrepared | None:
+        """The first task's steps of a DunningWorkflow about to start (`DunningPrepared`), or None when the invoice
+        is no longer collectable (the workflow then finds that out and stops). Each step is idempotent, like the
+        workflow's own: a start prepared twice records and notifies once."""
+        async with tenant_tx(self._pool, inp.tenant_id) as conn:
+            loaded = await store.load(conn, inp.invoice_id, lock=True)
+            if loaded is None or loaded.invoice.status not in COLLECTABLE:
+                return None
+            setup = _setup(loaded.invoice, await _tenant_policy(conn))
+            await _record(conn, loaded, DunningRecord(
+                tenant_id=inp.tenant_id, invoice_id=inp.invoice_id, type="dunning_started",
+                metadata={"decline_code": inp.decline_code, "key": "started", "payment_id": inp.failed_payment_id}))
+        advice = await self.advise_retry(AdviceRequest(tenant_id=inp.tenant_id, customer_id=inp.customer_id,
+                                                       invoice_id=inp.invoice_id, attempt=2))
+        first = ChargeFailure(inp.first_failure_at.replace(microsecond=0), inp.decline_code, RetryTrigger.INITIAL,
+                              inp.advice_code)
+        now = max(datetime.now(UTC).replace(microsecond=0), first.at)
+        plan = plan_next(setup.policy.to_domain(), [first], now, advice=advice.to_domain() if advice else None)
+        notified = []
+        if plan.notification is not None and plan.action is not DunningAction.FINAL_ACTION:
+            key = notification_key(plan, 1)
+            await notifier.send(dunning_notification(inp, plan, key, setup.amount_remaining_micros))
+            notified.append(key)
+        return DunningPrepared(setup=setup, advice=advice, notified=notified)
 
     @activity.defn
     async def finish_dunning(self, final: FinalDunning) -> None:
@@ -156,6 +172,28 @@ class DunningActivities:
                 await store.save_change(conn, loaded, loaded.invoice, "invoice.dunning_exhausted", "workflow",
                                         correlation, metadata={"subscription_end": final.subscription_end,
                                                                "explanation": final.explanation})
+
+
+def _setup(invoice: Invoice, policy: DunningPolicyModel) -> DunningSetup:
+    return DunningSetup(policy=policy, currency=invoice.currency, number=invoice.number,
+                        amount_remaining_micros=invoice.amount_remaining.micros)
+
+
+async def _record(conn: asyncpg.Connection, loaded: store.Loaded, record: DunningRecord) -> None:
+    event = f"invoice.{record.type}"
+    key = record.metadata.get("key")
+    done = await conn.fetchval(
+        """SELECT true FROM paysaga.invoice_events WHERE invoice_id = $1 AND type = $2
+            AND metadata->>'key' IS NOT DISTINCT FROM $3""", record.invoice_id, event, key)
+    if not done:
+        await store.save_change(conn, loaded, loaded.invoice, event, "workflow",
+                                f"dunning/{record.tenant_id}/{record.invoice_id}", metadata=record.metadata)
+    attempt = record.metadata.get("attempt")
+    if (record.type == "dunning_retry_failed" and loaded.row["subscription_id"] is not None
+            and isinstance(attempt, int)):
+        # The subscription's own lifecycle says the retry failed too (once per attempt).
+        await subscriptions.apply_dunning_outcome(conn, loaded.row["subscription_id"], "retry_failed",
+                                                  datetime.now(UTC), attempt=attempt, invoice_id=record.invoice_id)
 
 
 async def _tenant_policy(conn: asyncpg.Connection) -> DunningPolicyModel:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -23,6 +24,7 @@ from contracts.dunning import (
     DUNNING_WORKFLOW,
     PAYMENT_METHOD_SIGNAL,
     DunningInput,
+    DunningPrepared,
     PaymentMethodUpdated,
     dunning_workflow_id,
 )
@@ -32,11 +34,29 @@ from paysaga.db import tenant_tx
 log = structlog.get_logger("paysaga.billing")
 
 
+class Prepare(Protocol):
+    async def __call__(self, inp: DunningInput) -> DunningPrepared | None: ...
+
+
 class DunningStarter:
-    def __init__(self, pool: asyncpg.Pool, task_queue: str, timings: CollectionTimings) -> None:
+    """`prepare` (when given) does each workflow's first steps before its start (`DunningPrepared`), so the run
+    waits for its first retry at once; without it, or when preparing fails, the workflow does them itself."""
+
+    def __init__(self, pool: asyncpg.Pool, task_queue: str, timings: CollectionTimings,
+                 prepare: Prepare | None = None) -> None:
         self._pool = pool
         self._task_queue = task_queue
         self._timings = timings
+        self._prepare = prepare
+
+    async def _prepared(self, inp: DunningInput) -> DunningPrepared | None:
+        if self._prepare is None:
+            return None
+        try:
+            return await self._prepare(inp)
+        except Exception as exc:  # an optimisation only: the workflow's own first task does the same
+            log.warning("dunning.prepare_failed", invoice_id=inp.invoice_id, error=type(exc).__name__)
+            return None
 
     async def start(self, client: Client, tenant_id: str, rows: Sequence[asyncpg.Record]) -> int:
         """Start the DunningWorkflow of each row (a `subscription_dunning` row) and record it started."""
@@ -49,6 +69,7 @@ class DunningStarter:
                 first_failure_at=min(row["failed_at"], datetime.now(UTC).replace(microsecond=0)),
                 decline_code=row["decline_code"],
                 failed_payment_id=row["payment_id"], attempts_before=1, collection=self._timings)
+            inp.prepared = await self._prepared(inp)
             try:
                 await client.start_workflow(
                     DUNNING_WORKFLOW, inp, id=dunning_workflow_id(tenant_id, row["invoice_id"]),

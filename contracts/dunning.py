@@ -9,7 +9,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from contracts.invoices import CollectionTimings, InvoiceSettled
-from domain.dunning import DunningEnd, DunningPolicy, DunningStage, FinalAction, Notification
+from contracts.notifications import Notification as NotificationMessage
+from domain.dunning import (
+    DunningEnd,
+    DunningPolicy,
+    DunningStage,
+    DunningStep,
+    FinalAction,
+    Notification,
+    RetryAdvice,
+)
 
 DUNNING_WORKFLOW = "DunningWorkflow"
 PAYMENT_METHOD_SIGNAL = "payment_method_updated"  # the customer has a new default payment method: retry now
@@ -38,6 +47,8 @@ class DunningInput(BaseModel):
     failed_payment_id: str | None = None
     attempts_before: int = Field(default=1, description="Charges already made of this invoice (the failed one)")
     collection: CollectionTimings = Field(default_factory=CollectionTimings)
+    prepared: DunningPrepared | None = Field(
+        default=None, description="The first steps, done by the starter before the start (see DunningPrepared)")
 
 
 class PaymentMethodUpdated(BaseModel):
@@ -103,6 +114,17 @@ class DunningSetup(BaseModel):
     number: str | None = None
 
 
+class DunningPrepared(BaseModel):
+    """What a workflow's first task would do, done by the process that starts it, just before the start: the
+    setup, the `dunning_started` record, the invoice found collectable, the advice for the first retry and the
+    first plan's notification. A workflow started with it plans from these and waits at once: its first task has
+    no local step, so a dunning costs its start and its timer until the first retry."""
+
+    setup: DunningSetup
+    advice: RetryAdviceModel | None = None
+    notified: list[str] = Field(default_factory=list, description="Notification keys already sent")
+
+
 class DunningRecord(BaseModel):
     """A dunning event of the invoice (an invoice lifecycle event with its outbox message)."""
 
@@ -126,6 +148,9 @@ class RetryAdviceModel(BaseModel):
     reason: str = ""
     model: str = "builtin-history-v1"
 
+    def to_domain(self) -> RetryAdvice:
+        return RetryAdvice(self.hour_of_day, self.tone, f"{self.model}: {self.reason}" if self.reason else self.model)
+
 
 class FinalDunning(BaseModel):
     tenant_id: str
@@ -147,3 +172,24 @@ class DunningState(BaseModel):
     last_payment_id: str | None = None
     outcome: str | None = None  # recovered | exhausted | settled_elsewhere
     explanations: list[str] = Field(default_factory=list)
+
+
+def notification_key(plan: DunningStep, failures: int) -> str:
+    """Once per stage (or per wait, or for the end): a re-planned step does not notify twice."""
+    return f"{plan.action.value}_{plan.stage or failures}"
+
+
+def dunning_notification(inp: DunningInput, plan: DunningStep, key: str,
+                         amount_remaining_micros: int | None) -> NotificationMessage:
+    assert plan.notification is not None
+    return NotificationMessage(
+        notification_id=f"ntf_{inp.invoice_id}_dunning_{key}", tenant_id=inp.tenant_id,
+        kind=f"invoice.dunning_{plan.action.value}", subject=f"Payment of invoice {inp.invoice_id}",
+        invoice_id=inp.invoice_id,
+        data={"template": plan.notification.template, "tone": plan.notification.tone,
+              "retry_at": plan.at.isoformat(), "stage": plan.stage, "customer_id": inp.customer_id,
+              "subscription_id": inp.subscription_id, "explanation": plan.explanation,
+              "amount_remaining_micros": amount_remaining_micros})
+
+
+DunningInput.model_rebuild()  # its `prepared` is declared below it

@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         RetryAdviceModel,
     )
     from contracts.invoices import CollectionPlan, InvoiceSettled, InvoiceState, InvoiceStep, PayPlan
-    from contracts.notifications import Notification
     from domain.dunning import (
         ChargeFailure,
         DunningAction,
@@ -100,16 +99,27 @@ class DunningWorkflow:
     @workflow.run
     async def run(self, inp: DunningInput) -> DunningState:
         step = InvoiceStep(tenant_id=inp.tenant_id, invoice_id=inp.invoice_id)
-        self._local = workflow.patched(LOCAL_STEPS)
-        setup: DunningSetup = await local_step(D.dunning_setup, step)
+        prepared = inp.prepared
+        # A prepared input is newer than that change: asking would record a marker (an action) for nothing.
+        self._local = prepared is not None or workflow.patched(LOCAL_STEPS)
+        if prepared is None:
+            setup: DunningSetup = await local_step(D.dunning_setup, step)
+            await self._record("dunning_started", {"decline_code": inp.decline_code, "key": "started",
+                                                   "payment_id": inp.failed_payment_id})
+        else:  # its starter did the first task's steps: plan from them, and wait at once
+            setup = prepared.setup
+            self._notified.update(prepared.notified)
         policy = setup.policy.to_domain()
-        await self._record("dunning_started", {"decline_code": inp.decline_code, "key": "started",
-                                               "payment_id": inp.failed_payment_id})
         while True:
-            if self._settled is not None or not await self._collectable(step):
+            # The first plan of a prepared run takes the invoice's state and the advice its starter found.
+            if self._settled is not None or not (prepared or await self._collectable(step)):
                 return await self._stop()
+            if prepared is None:
+                advice = await self._advice()
+            else:
+                advice, prepared = prepared.advice.to_domain() if prepared.advice else None, None
             plan = plan_next(policy, self._failures, _second(workflow.now()),
-                             payment_method_updated_at=self._updated_at, advice=await self._advice())
+                             payment_method_updated_at=self._updated_at, advice=advice)
             self._explain(plan)
             if plan.action is DunningAction.FINAL_ACTION:
                 return await self._final(plan)
@@ -151,10 +161,7 @@ class DunningWorkflow:
                 D.advise_retry, req, start_to_close_timeout=ADVICE_TIMEOUT, retry_policy=ADVICE_RETRY)
         except (ActivityError, ApplicationError):  # a local activity's failure can surface as either
             return None  # advisory: the policy decides alone
-        if advice is None:
-            return None
-        return RetryAdvice(advice.hour_of_day, advice.tone, f"{advice.model}: {advice.reason}" if advice.reason
-                           else advice.model)
+        return advice.to_domain() if advice is not None else None
 
     def _explain(self, plan: DunningStep) -> None:
         self._state.explanations.append(plan.explanation)
@@ -242,19 +249,11 @@ class DunningWorkflow:
         """The step's notification, once per stage (or per wait, or for the end); never stalls dunning."""
         if plan.notification is None:
             return
-        key = f"{plan.action.value}_{plan.stage or len(self._failures)}"
+        key = c.notification_key(plan, len(self._failures))
         if key in self._notified:
             return
         self._notified.add(key)
-        inp = self._inp
-        note = Notification(
-            notification_id=f"ntf_{inp.invoice_id}_dunning_{key}", tenant_id=inp.tenant_id,
-            kind=f"invoice.dunning_{plan.action.value}", subject=f"Payment of invoice {inp.invoice_id}",
-            invoice_id=inp.invoice_id,
-            data={"template": plan.notification.template, "tone": plan.notification.tone,
-                  "retry_at": plan.at.isoformat(), "stage": plan.stage, "customer_id": inp.customer_id,
-                  "subscription_id": inp.subscription_id, "explanation": plan.explanation,
-                  "amount_remaining_micros": setup.amount_remaining_micros if setup else None})
+        note = c.dunning_notification(self._inp, plan, key, setup.amount_remaining_micros if setup else None)
         send = workflow.execute_local_activity if self._local else workflow.execute_activity
         try:
             await send(NotificationActivities.send_notification, note, start_to_close_timeout=NOTIFY_TIMEOUT,

@@ -185,6 +185,17 @@ async def test_a_new_customer_default_recovers_the_subscription_charged_to_it_an
             for h in handles:
                 while (await h.query(STATUS_QUERY, result_type=DunningState)).waiting_for != "retry":
                     await asyncio.sleep(0.1)
+        for h, invoice_id in zip(handles, invoices, strict=True):
+            # The starter did the first steps: each run waits for its first retry without a local step before
+            # its timer, and what those steps write is there once (the dunning event, the stage's notice).
+            events = [e async for e in h.fetch_history_events()]
+            timer = next(i for i, e in enumerate(events) if e.HasField("timer_started_event_attributes"))
+            assert not [e for e in events[:timer] if e.HasField("marker_recorded_event_attributes")], events
+            assert await db.fetchval("SELECT count(*) FROM paysaga.invoice_events WHERE invoice_id = $1 "
+                                     "AND type = 'invoice.dunning_started'", invoice_id) == 1
+            notices = await db.fetch("SELECT payload FROM paysaga.outbox WHERE tenant_id = $1 AND event_id = $2",
+                                     tenant_id, f"ntf_{invoice_id}_dunning_retry_1")
+            assert len(notices) == 1 and notices[0]["payload"]["data"]["stage"] == 1, notices
 
         # The customer's new default, through the customer's update: the subscription charged to it is retried
         # at once and recovers; the one with its own card is not retried on that card again.

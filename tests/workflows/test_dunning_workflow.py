@@ -28,6 +28,7 @@ from contracts.dunning import (
     AdviceRequest,
     DunningInput,
     DunningPolicyModel,
+    DunningPrepared,
     DunningRecord,
     DunningSetup,
     DunningState,
@@ -118,12 +119,12 @@ class Run:
         self.invoice_id = f"in_{uuid.uuid4().hex[:8]}"
         self.decline = decline
 
-    async def start(self) -> WorkflowHandle[Any, DunningState]:
+    async def start(self, prepared: DunningPrepared | None = None) -> WorkflowHandle[Any, DunningState]:
         now = (await self.env.get_current_time()).astimezone(UTC).replace(microsecond=0)
         self.started_at = now
         inp = DunningInput(tenant_id=TENANT, invoice_id=self.invoice_id, customer_id="cus_1",
                            subscription_id="sub_1", first_failure_at=now, decline_code=self.decline,
-                           failed_payment_id=f"pay_{self.invoice_id}_1")
+                           failed_payment_id=f"pay_{self.invoice_id}_1", prepared=prepared)
         return await self.env.client.start_workflow(
             DunningWorkflow.run, inp, id=dunning_workflow_id(TENANT, self.invoice_id), task_queue=self.task_queue,
             search_attributes=sa.at_start((sa.TENANT_ID, TENANT), (sa.INVOICE_ID, self.invoice_id)),
@@ -266,3 +267,27 @@ async def test_advice_outside_the_policy_is_refused_and_explained(run: Run) -> N
     assert round((run.book.charges[0][1] - run.started_at) / timedelta(hours=1)) == 24  # the schedule's time
     assert run.book.notes[0].data["tone"] == "neutral"
     assert "refused" in result.explanations[0]
+
+
+async def test_a_prepared_start_waits_at_once_and_dunns_as_any_other(private_env: WorkflowEnvironment) -> None:
+    # Its starter recorded `dunning_started`, asked for advice and sent the first stage's notice: the first task
+    # starts the timer alone (no local step: the run costs its start and its timer until the first retry).
+    run = Run(private_env)
+    run.book.methods = ["pm_declined", "pm_ok"]
+    prepared = DunningPrepared(
+        setup=DunningSetup(policy=DunningPolicyModel(), currency="EUR", amount_remaining_micros=20_000_000),
+        advice=RetryAdviceModel(hour_of_day=14, tone="friendly", reason="pays at 14:00"), notified=["retry_1"])
+    async with run.worker():
+        handle = await run.start(prepared)
+        result = await handle.result()
+        await record_history(handle, "prepared_recovered_at_stage_2", kind="dunning")
+    events = [e async for e in handle.fetch_history_events()]
+    timer = next(i for i, e in enumerate(events) if e.HasField("timer_started_event_attributes"))
+    assert not [e for e in events[:timer] if e.HasField("marker_recorded_event_attributes")]
+    assert result.outcome == "recovered" and result.stage == 2
+    assert run.kinds() == ["dunning_retry_failed", "dunning_recovered"]  # the start was its starter's record
+    assert [n.data["stage"] for n in run.book.notes] == [2]  # and so was stage 1's notice
+    retry_at = run.book.charges[0][1]  # the prepared advice moved the first retry's hour
+    assert retry_at.hour == 14 or retry_at.date() != (run.started_at + DAY).date()
+    assert "accepted" in result.explanations[0]
+    assert [round((at - run.started_at) / DAY) for _, at in run.book.charges] == [1, 3]
