@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
+from functools import cached_property
 
 from domain.money import Money, RoundingMode, get_currency
 from domain.refusal import Refused
@@ -133,7 +134,7 @@ class InvoiceLine:
     tax_code: str = "txcd_10000000"
     taxes: tuple[LineTax, ...] = ()
 
-    @property
+    @cached_property  # frozen: computed once (a renewal batch asks each line many times)
     def tax(self) -> Money:
         return Money(sum(t.tax_micros for t in self.taxes), self.amount.currency)
 
@@ -231,16 +232,16 @@ class Invoice:
         if self.credit_applied is None:
             object.__setattr__(self, "credit_applied", Money.zero(self.currency))
 
-    # --- totals (derived, never stored apart from the lines) ------------------------------------------------
-    @property
+    # --- totals (derived, never stored apart from the lines; the invoice is frozen, so each is summed once) ----
+    @cached_property
     def subtotal(self) -> Money:
         return sum((line.amount for line in self.lines), Money.zero(self.currency))
 
-    @property
+    @cached_property
     def tax(self) -> Money:
         return sum((line.tax for line in self.lines), Money.zero(self.currency))
 
-    @property
+    @cached_property
     def total(self) -> Money:
         return self.subtotal + self.tax
 
