@@ -38,6 +38,7 @@ from contracts.renewals import (  # noqa: E402
     RenewalProgress,
     RenewalRunInput,
 )
+from paysaga import devstack  # noqa: E402
 from tests.integration.seeding import seed_due_subscriptions  # noqa: E402
 from tests.integration.test_invoices import customer, seller  # noqa: E402
 from tests.integration.test_subscriptions import price, subscribe, wait_subscription  # noqa: E402
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     # As bench/payments.py: the Temporal client's native threads can abort the interpreter's finalisation after
-    # the report is out, so skip it.
+    # the report is out, so skip it — stopping the Postgres it started first, which only an exit handler would.
+    devstack.stop_postgres()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

