@@ -37,15 +37,14 @@ from contracts.dunning import (
 from contracts.errors import INVALID_REQUEST
 from contracts.invoices import InvoiceStep
 from domain import invoice_postings as postings
-from domain.dunning import ChargeFailure, DunningAction, RetryTrigger, plan_next
-from domain.invoice import Invoice, InvoiceRefused, InvoiceStatus
+from domain.dunning import DunningAction, plan_next
+from domain.invoice import COLLECTABLE, Invoice, InvoiceRefused, InvoiceStatus
 from paysaga.db import tenant_tx
 
 log = structlog.get_logger("paysaga.dunning")
 
 MIN_HISTORY = 3  # successful payments before an hour is worth advising
 ADVICE_TIMEOUT_SECONDS = 2.0
-COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 
 
 class RetryAdvisor(Protocol):
@@ -128,13 +127,10 @@ class DunningActivities:
             if loaded is None or loaded.invoice.status not in COLLECTABLE:
                 return None
             setup = _setup(loaded.invoice, await _tenant_policy(conn))
-            await _record(conn, loaded, DunningRecord(
-                tenant_id=inp.tenant_id, invoice_id=inp.invoice_id, type="dunning_started",
-                metadata={"decline_code": inp.decline_code, "key": "started", "payment_id": inp.failed_payment_id}))
+            await _record(conn, loaded, inp.started_record())
         advice = await self.advise_retry(AdviceRequest(tenant_id=inp.tenant_id, customer_id=inp.customer_id,
                                                        invoice_id=inp.invoice_id, attempt=2))
-        first = ChargeFailure(inp.first_failure_at.replace(microsecond=0), inp.decline_code, RetryTrigger.INITIAL,
-                              inp.advice_code)
+        first = inp.first_failure()
         now = max(datetime.now(UTC).replace(microsecond=0), first.at)
         plan = plan_next(setup.policy.to_domain(), [first], now, advice=advice.to_domain() if advice else None)
         notified = []

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from contracts.invoices import CollectionTimings, InvoiceSettled
 from contracts.notifications import Notification as NotificationMessage
 from domain.dunning import (
+    ChargeFailure,
     DunningEnd,
     DunningPolicy,
     DunningStage,
@@ -18,6 +19,7 @@ from domain.dunning import (
     FinalAction,
     Notification,
     RetryAdvice,
+    RetryTrigger,
 )
 
 DUNNING_WORKFLOW = "DunningWorkflow"
@@ -49,6 +51,17 @@ class DunningInput(BaseModel):
     collection: CollectionTimings = Field(default_factory=CollectionTimings)
     prepared: DunningPrepared | None = Field(
         default=None, description="The first steps, done by the starter before the start (see DunningPrepared)")
+
+    def first_failure(self) -> ChargeFailure:
+        """The charge that opened dunning, to the second (as the planner takes instants)."""
+        return ChargeFailure(self.first_failure_at.replace(microsecond=0), self.decline_code, RetryTrigger.INITIAL,
+                             self.advice_code)
+
+    def started_record(self) -> DunningRecord:
+        """The invoice's `dunning_started` event (once: its key)."""
+        return DunningRecord(tenant_id=self.tenant_id, invoice_id=self.invoice_id, type="dunning_started",
+                             metadata={"decline_code": self.decline_code, "key": "started",
+                                       "payment_id": self.failed_payment_id})
 
 
 class PaymentMethodUpdated(BaseModel):

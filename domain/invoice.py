@@ -53,13 +53,14 @@ class InvoiceStatus(StrEnum):
 
 
 S = InvoiceStatus
+COLLECTABLE = frozenset({S.OPEN, S.UNCOLLECTIBLE})  # what can still be paid (and so charged, and dunned)
 # action → the states it is allowed from. Every answer about an invoice lists the actions its state allows.
 ACTIONS: dict[str, frozenset[InvoiceStatus]] = {
     "add_line": frozenset({S.DRAFT}),
     "remove_line": frozenset({S.DRAFT}),
     "finalize": frozenset({S.DRAFT}),
-    "pay": frozenset({S.OPEN, S.UNCOLLECTIBLE}),
-    "mark_paid_out_of_band": frozenset({S.OPEN, S.UNCOLLECTIBLE}),
+    "pay": COLLECTABLE,
+    "mark_paid_out_of_band": COLLECTABLE,
     "void": frozenset({S.OPEN, S.UNCOLLECTIBLE}),
     "mark_uncollectible": frozenset({S.OPEN}),
     "create_credit_note": frozenset({S.OPEN, S.UNCOLLECTIBLE, S.PAID}),

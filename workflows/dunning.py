@@ -42,13 +42,13 @@ with workflow.unsafe.imports_passed_through():
         RetryTrigger,
         plan_next,
     )
+    from domain.invoice import COLLECTABLE
     from workflows.collection import outcome_of, start_collection
     from workflows.policies import NOTIFY_RETRY, NOTIFY_SCHEDULE_TO_CLOSE, NOTIFY_TIMEOUT
     from workflows.steps import Inbox, local_step
 
 D = DunningActivities
 I = InvoiceActivities  # noqa: E741 - the invoice's activities, as the workflow names them
-COLLECTABLE = ("open", "uncollectible")
 ADVICE_TIMEOUT = timedelta(seconds=10)
 ADVICE_RETRY = RetryPolicy(maximum_attempts=2)  # advisory: one more try, then the policy alone
 # The advice and the notification run beside the workflow (local activities): with the database steps of the same
@@ -65,8 +65,7 @@ class DunningWorkflow:
     @workflow.init
     def __init__(self, inp: DunningInput) -> None:
         self._inp = inp
-        self._failures = [ChargeFailure(_second(inp.first_failure_at), inp.decline_code, RetryTrigger.INITIAL,
-                                        inp.advice_code)]
+        self._failures = [inp.first_failure()]
         self._methods: Inbox[PaymentMethodUpdated] = Inbox(lambda m: m.event_id)
         self._method_updated_at: datetime | None = None
         # How many failures a new payment method comes after, by arrival order: the clock (to the second, as the
@@ -104,8 +103,7 @@ class DunningWorkflow:
         self._local = prepared is not None or workflow.patched(LOCAL_STEPS)
         if prepared is None:
             setup: DunningSetup = await local_step(D.dunning_setup, step)
-            await self._record("dunning_started", {"decline_code": inp.decline_code, "key": "started",
-                                                   "payment_id": inp.failed_payment_id})
+            await local_step(D.record_dunning, inp.started_record())
         else:  # its starter did the first task's steps: plan from them, and wait at once
             setup = prepared.setup
             self._notified.update(prepared.notified)

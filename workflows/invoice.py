@@ -47,13 +47,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.notifications import Notification
     from contracts.refunds import REFUND_WORKFLOW, RefundInput, refund_workflow_id
+    from domain.invoice import COLLECTABLE
     from domain.money import Money
     from workflows.collection import Outcome, outcome_of, start_collection
     from workflows.policies import NOTIFY_RETRY, NOTIFY_SCHEDULE_TO_CLOSE, NOTIFY_TIMEOUT
     from workflows.steps import ProviderPolicy, local_step, provider_call
 
 A = InvoiceActivities
-COLLECTABLE = ("open", "uncollectible")
 
 
 @workflow.defn(name=c.INVOICE_WORKFLOW)
