@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from paysaga import json_text
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("jsonb", "json"):
-        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typ, encoder=json_text.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

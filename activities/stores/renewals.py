@@ -8,10 +8,9 @@ entries) with it, these functions only store them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,18 +32,9 @@ from domain.ledger import JournalEntry, payment_completed
 from domain.money import Money
 from domain.payment import InvalidTransition, LifecycleEvent, PaymentStatus, TransitionCommand
 from domain.subscription import Collection, Subscription, SubscriptionEvent
+from paysaga.json_text import dumps
 
 log = structlog.get_logger("paysaga.billing")
-
-
-def _default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def dumps(rows: Any) -> str:
-    return json.dumps(rows, default=_default, separators=(",", ":"))
 
 
 # --- outbox and ledger ----------------------------------------------------------------------------------------
@@ -154,8 +144,8 @@ async def save_subscriptions(conn: asyncpg.Connection, tenant_id: str, changes: 
            RETURNING s.*""", dumps(rows))
     if len(updated) != len(changes):  # unreachable under the rows' locks; kept as the guard
         raise RuntimeError(f"{len(changes) - len(updated)} subscriptions changed concurrently")
-    after = {r["subscription_id"]: Loaded(c.after, r) for r in updated for c in changes
-             if c.after.subscription_id == r["subscription_id"]}
+    new_state = {c.after.subscription_id: c.after for c in changes}
+    after = {r["subscription_id"]: Loaded(new_state[r["subscription_id"]], r) for r in updated}
     events = [(after[c.after.subscription_id], e) for c in changes for e in c.events]
     await write_subscription_events(conn, tenant_id, events, actor, correlation_id)
     return list(after.values())
@@ -380,8 +370,8 @@ def payment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     data = dict(row)
     data["id"] = data.pop("payment_id", data.get("id"))
     data["tenant_id"] = str(data["tenant_id"])
-    return json.loads(PaymentView.model_validate(
-        {k: data.get(k) for k in PaymentView.model_fields if k in data}).model_dump_json())
+    return PaymentView.model_validate(
+        {k: data.get(k) for k in PaymentView.model_fields if k in data}).model_dump(mode="json")
 
 
 async def create_charges(conn: asyncpg.Connection, tenant_id: str, charges: Sequence[NewCharge], *, provider: str,
