@@ -18,11 +18,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_ENV_NAME = "dev.env"
 
 
-# The webhook event types paysaga acts on: what a Stripe endpoint pointed at it should be subscribed to.
-WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.processing",
-                  "payment_intent.requires_action", "payment_intent.canceled", "charge.refunded", "refund.*",
-                  "charge.refund.*", "charge.dispute.*", "payout.paid", "payout.failed", "payout.canceled",
-                  "account.updated")
+# The webhook event types paysaga needs: what a Stripe endpoint pointed at it should be subscribed to.
+# `payment_intent.processing` is left out: a card payment's submission records `processing` from the provider's
+# own answer, and after 3-D Secure the outcome (`succeeded`, `payment_failed`) moves a pending payment on by
+# itself, so for cards that event is one more request carrying nothing new (one per payment, on every renewal).
+# paysaga still acts on it where an endpoint is subscribed to it (a pending payment becomes processing).
+WEBHOOK_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.requires_action",
+                  "payment_intent.canceled", "charge.refunded", "refund.*", "charge.refund.*", "charge.dispute.*",
+                  "payout.paid", "payout.failed", "payout.canceled", "account.updated")
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]

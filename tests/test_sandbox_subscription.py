@@ -12,6 +12,7 @@ def test_by_default_the_endpoint_hears_what_paysaga_acts_on() -> None:
     assert settings.sandbox_subscribes_to("charge.dispute.funds_withdrawn")  # a prefix entry
     assert settings.sandbox_subscribes_to("refund.updated")
     assert not settings.sandbox_subscribes_to("payment_intent.created")  # carries nothing paysaga needs
+    assert not settings.sandbox_subscribes_to("payment_intent.processing")  # nor this, for card payments
     assert not settings.sandbox_subscribes_to("customer.created")
 
 

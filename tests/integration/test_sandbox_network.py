@@ -20,7 +20,7 @@ import pytest
 
 from activities.providers.base import CreateIntent, IntentStatus
 from activities.providers.sandbox import SandboxProvider
-from activities.providers.sandbox.events import Outgoing, envelope, publish
+from activities.providers.sandbox.events import NOT_SUBSCRIBED, Outgoing, envelope, publish
 from activities.providers.sandbox.network import SandboxNetwork, Tuning
 from activities.providers.webhooks.stripe_signature import verify_stripe_signature
 from paysaga.db import create_pool
@@ -143,7 +143,7 @@ async def test_events_of_a_rolled_back_change_are_never_written(sandbox: Sandbox
     event = envelope("payment_intent.succeeded", {"id": "pi_sbx_rolled_back", "object": "payment_intent"})
     with pytest.raises(RuntimeError):
         async with sandbox.pool.acquire() as conn, conn.transaction():
-            await publish(conn, [Outgoing(uuid.uuid4(), event)])
+            await publish(conn, sandbox.settings, [Outgoing(uuid.uuid4(), event)])
             raise RuntimeError("the state change failed")
     assert await sandbox.events("pi_sbx_rolled_back") == []
 
@@ -193,6 +193,19 @@ async def test_dropped_events_are_never_posted_but_the_payment_still_settles(san
     async with sandbox.network():
         await eventually(lambda: _states(sandbox, intent_id, ["dropped"] * 3))
     assert sandbox.endpoint.posts == []
+    assert await intent_status(sandbox, intent_id) == "succeeded"
+
+
+async def test_an_event_the_endpoint_is_not_subscribed_to_is_recorded_as_dropped_and_never_posted(
+        sandbox: Sandbox) -> None:
+    sandbox.settings.sandbox_webhook_events = "payment_intent.succeeded"
+    intent_id = await sandbox.pay()
+    assert [(e["type"], e["state"], e["attempts"], e["last_error"]) for e in await sandbox.events(intent_id)] == [
+        ("payment_intent.created", "dropped", 0, NOT_SUBSCRIBED),
+        ("payment_intent.processing", "dropped", 0, NOT_SUBSCRIBED)]
+    async with sandbox.network():
+        await eventually(lambda: _states(sandbox, intent_id, ["dropped", "dropped", "delivered"]))
+    assert sandbox.endpoint.types() == {"payment_intent.succeeded": 1}
     assert await intent_status(sandbox, intent_id) == "succeeded"
 
 

@@ -228,7 +228,7 @@ class Connect:
                                  source_id=row["payout_id"], currency=row["currency"],
                                  amount_minor=-row["amount_minor"], account_id=req.account,
                                  description=f"payout {req.payout_id}")
-            await publish(conn, [Outgoing(req.tenant_id, payout_event("payout.created", row))])
+            await publish(conn, self._settings, [Outgoing(req.tenant_id, payout_event("payout.created", row))])
         return _payout(row)
 
     async def retrieve_payout(self, account: str, payout_id: str) -> PayoutResult:
@@ -267,5 +267,5 @@ async def _settle(conn: asyncpg.Connection, settings: Settings, sql: str, payout
                                  amount_minor=row["amount_minor"], account_id=row["account_id"],
                                  description=f"{row['status']} payout {row['payout_id']}")
         events.append(Outgoing(row["tenant_id"], payout_event(_EVENT[row["status"]], row)))
-    await publish(conn, events)
+    await publish(conn, settings, events)
     return rows

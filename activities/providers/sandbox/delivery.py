@@ -17,7 +17,7 @@ from enum import StrEnum
 import httpx
 import structlog
 
-from activities.providers.sandbox.events import sign
+from activities.providers.sandbox.events import NOT_SUBSCRIBED, sign
 from paysaga.settings import Settings
 
 log = structlog.get_logger("paysaga.sandbox")
@@ -68,7 +68,7 @@ class Courier:
 
     async def deliver(self, event: Claimed) -> Outcome:
         if not self._settings.sandbox_subscribes_to(event.type):  # like an endpoint's enabled_events on Stripe
-            return Outcome(Verdict.DROPPED, "the endpoint is not subscribed to this event type")
+            return Outcome(Verdict.DROPPED, NOT_SUBSCRIBED)
         if event.attempts == 1 and random.random() < self._settings.sandbox_webhook_drop_rate:
             log.info("sandbox.webhook_dropped", event_id=event.event_id, type=event.type)
             return Outcome(Verdict.DROPPED, "dropped by sandbox_webhook_drop_rate")

@@ -53,7 +53,7 @@ class Disputes:
                        submission_count = submission_count + $5::int, updated_at = now()
                    WHERE dispute_id = $1 RETURNING *""",
                 dispute_id, merged, "under_review" if submit else "needs_response", pending, int(submit))
-            await publish(conn, _announce(row, "charge.dispute.updated"))
+            await publish(conn, self._settings, _announce(row, "charge.dispute.updated"))
         return dispute_result(row)
 
     async def accept(self, dispute_id: str) -> DisputeResult:
@@ -83,7 +83,7 @@ class Disputes:
                 """UPDATE sandbox.disputes SET status = 'lost', pending_outcome = NULL, updated_at = now()
                    WHERE dispute_id = $1 AND status = 'needs_response' RETURNING *""", dispute_id)
             if row is not None:
-                await publish(conn, _announce(row, "charge.dispute.closed"))
+                await publish(conn, self._settings, _announce(row, "charge.dispute.closed"))
         return row
 
     async def _get(self, dispute_id: str) -> asyncpg.Record:
@@ -135,7 +135,7 @@ async def _decide(
             await _reinstate(conn, settings, row)
         won = ["charge.dispute.funds_reinstated"] if row["status"] == "won" else []
         events += _announce(row, *won, "charge.dispute.closed")
-    await publish(conn, events)
+    await publish(conn, settings, events)
     return rows
 
 

@@ -21,11 +21,16 @@ import asyncpg
 
 from activities.providers.base import Intent
 from activities.providers.webhooks.stripe_signature import sign_stripe_payload
+from paysaga import json_text
+from paysaga.settings import Settings
 
 API_VERSION = "2025-01-27"
 
 # NOTIFY channel: a commit that wrote events (or made something due later) wakes the network at once.
 CHANNEL = "sandbox_network"
+
+# Why an event of a type the endpoint is not subscribed to was never sent (its `last_error`).
+NOT_SUBSCRIBED = "the endpoint is not subscribed to this event type"
 
 
 @dataclass(frozen=True)
@@ -92,20 +97,26 @@ def dispute_event(event_type: str, dispute: asyncpg.Record) -> dict[str, Any]:
     })
 
 
-async def publish(conn: asyncpg.Connection, events: Sequence[Outgoing]) -> None:
+async def publish(conn: asyncpg.Connection, settings: Settings, events: Sequence[Outgoing]) -> None:
     """Write `events` in `conn`'s transaction and notify the network, which hears it only if that commits.
 
-    Always notifies, even for delayed events: the network then recomputes when it next has work."""
+    An event of a type the endpoint is not subscribed to is recorded as already dropped, with the reason the
+    network would give, so it never takes a delivery slot. Always notifies, even for delayed events: the network
+    then recomputes when it next has work."""
     if not events:
         return
+    subscribed = [settings.sandbox_subscribes_to(o.event["type"]) for o in events]
     await conn.execute(
         """WITH written AS (
-               INSERT INTO sandbox.events (event_id, tenant_id, type, payload, deliver_after)
-               SELECT e.id, e.tenant_id, e.type, e.payload::jsonb, now() + make_interval(secs => e.delay)
-               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[]) WITH ORDINALITY
-                    AS e(id, tenant_id, type, payload, delay, n)
+               INSERT INTO sandbox.events (event_id, tenant_id, type, payload, deliver_after, state, last_error)
+               SELECT e.id, e.tenant_id, e.type, e.payload::jsonb, now() + make_interval(secs => e.delay),
+                      CASE WHEN e.subscribed THEN 'pending' ELSE 'dropped' END,
+                      CASE WHEN NOT e.subscribed THEN $7 END
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $8::bool[])
+                    WITH ORDINALITY AS e(id, tenant_id, type, payload, delay, subscribed, n)
                ORDER BY e.n)
            SELECT pg_notify($6, '')""",
         [o.event["id"] for o in events], [o.tenant_id for o in events], [o.event["type"] for o in events],
-        [json.dumps(o.event) for o in events], [o.delay_seconds for o in events], CHANNEL,
+        [json_text.dumps(o.event) for o in events], [o.delay_seconds for o in events], CHANNEL, NOT_SUBSCRIBED,
+        subscribed,
     )

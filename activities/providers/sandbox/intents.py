@@ -63,7 +63,7 @@ class Intents:
             if row is None:  # lost a race with a concurrent identical request, which has committed by now
                 return self._replay(await _by_key(conn, req))
             intent = to_intent(row, self._settings)
-            await publish(conn, [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]])
+            await publish(conn, self._settings, [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]])
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         return self._replay(row)
@@ -101,7 +101,7 @@ class Intents:
                 if row is not None:
                     intent = to_intent(row, self._settings)
                     events += [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
-            await publish(conn, events)
+            await publish(conn, self._settings, events)
             if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
                 for r, _ in fresh:
                     if (r.tenant_id, r.idempotency_key) not in made:
@@ -197,7 +197,7 @@ class Intents:
                 intent_id, target.value, [s.value for s in sources], *cols.values(),
             )
             if row is not None:
-                await publish(conn, [_announce(event_type, row, to_intent(row, self._settings))])
+                await publish(conn, self._settings, [_announce(event_type, row, to_intent(row, self._settings))])
         return row
 
     async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
@@ -233,7 +233,7 @@ async def _settle(
         await record_charge(conn, settings, row)
         if card_of(row["payment_method"]).creates_dispute:
             events += await open_dispute(conn, row, settings)
-    await publish(conn, events)
+    await publish(conn, settings, events)
     return rows
 
 

@@ -72,7 +72,8 @@ class Refunds:
                 "UPDATE sandbox.payment_intents SET amount_refunded = amount_refunded + $2 WHERE intent_id = $1",
                 intent_id, amount,
             )
-            await publish(conn, [Outgoing(row["tenant_id"], refund_event("refund.created", row, intent["currency"]))])
+            await publish(conn, self._settings,
+                          [Outgoing(row["tenant_id"], refund_event("refund.created", row, intent["currency"]))])
         return refund_result(row)
 
     async def retrieve(self, refund_id: str) -> RefundResult:
@@ -105,7 +106,7 @@ async def _settle(
                 exchange_rate=converted.exchange_rate, facing_minor=-row["amount_minor"],
                 facing_currency=row["currency"], charge_id=balance.charge_id_of(row["intent_id"]),
                 intent_id=row["intent_id"], description=f"refund of {row['intent_id']}")
-    await publish(conn, [
+    await publish(conn, settings, [
         Outgoing(row["tenant_id"], refund_event(_OUTCOME_EVENT[row["status"]], row, row["currency"]))
         for row in rows
     ])
