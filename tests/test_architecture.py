@@ -2,9 +2,10 @@
 
     domain/     pure rules                      imports nothing of ours but domain/
     contracts/  what layers exchange            domain/ (and pydantic, temporalio's plain types)
-    activities/ every side effect               domain/, contracts/, paysaga's db/settings/logs
+    activities/ every side effect               domain/, contracts/, paysaga's db/settings/logs/json_text
     workflows/  deterministic orchestration     domain/, contracts/, activities/ (the activity references)
-    services/   use cases and read models       domain/, contracts/, activities/, paysaga's db/settings/temporal/logs
+    services/   use cases and read models       domain/, contracts/, activities/, paysaga's db/settings/temporal/logs/
+                                                json_text
     api/        HTTP                            services/, contracts/, domain/, paysaga's settings/logs
     paysaga/    settings, db, CLI, dev stack    contracts/, services/ (the CLI), paysaga/; the CLI's process
                                                 commands import what they run (api.app, worker, the sandbox)
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"domain", "contracts", "activities", "workflows", "services", "api", "paysaga", "worker"}
-PAYSAGA_BASE = {"paysaga.db", "paysaga.settings", "paysaga.logs"}
+PAYSAGA_BASE = {"paysaga.db", "paysaga.settings", "paysaga.logs", "paysaga.json_text"}
 
 # package → which of our top-level packages (or exact modules) it may import
 ALLOWED: dict[str, set[str]] = {

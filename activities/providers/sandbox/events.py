@@ -21,7 +21,7 @@ import asyncpg
 
 from activities.providers.base import Intent
 from activities.providers.webhooks.stripe_signature import sign_stripe_payload
-from paysaga import json_text
+from paysaga.json_text import dumps as json_text
 from paysaga.settings import Settings
 
 API_VERSION = "2025-01-27"
@@ -117,6 +117,6 @@ async def publish(conn: asyncpg.Connection, settings: Settings, events: Sequence
                ORDER BY e.n)
            SELECT pg_notify($6, '')""",
         [o.event["id"] for o in events], [o.tenant_id for o in events], [o.event["type"] for o in events],
-        [json_text.dumps(o.event) for o in events], [o.delay_seconds for o in events], CHANNEL, NOT_SUBSCRIBED,
+        [json_text(o.event) for o in events], [o.delay_seconds for o in events], CHANNEL, NOT_SUBSCRIBED,
         subscribed,
     )
