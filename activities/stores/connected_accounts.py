@@ -3,7 +3,6 @@ transaction; rows read back as the domain's `ConnectedAccount`."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
@@ -163,7 +162,7 @@ async def put_settings(conn: asyncpg.Connection, tenant_id: str, settings: Tenan
         tenant_id, settings.settlement_currency, settings.payout_approval_required, settings.payout_approval_hours,
         settings.payout_reminder_hours)
     await outbox.enqueue(conn, tenant_id, f"evt_tenant_settings_{tenant_id}_{await _now_micros(conn)}",
-                         "tenant.settings_updated", {"settings": json.loads(settings.model_dump_json())})
+                         "tenant.settings_updated", {"settings": settings.model_dump(mode="json")})
     return await settings_of(conn)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +158,7 @@ async def record_event(
         event.old_status.value if event.old_status else None, event.new_status.value,
         {**event.metadata, "transition": event.transition}, actor, correlation_id,
     )
-    payload = json.loads(view.model_dump_json())
+    payload = view.model_dump(mode="json")
     await outbox.enqueue(conn, view.tenant_id, event.transition_id, event.type, {
         "transition": event.transition, "old_status": event.old_status.value if event.old_status else None,
         "new_status": event.new_status.value, "correlation_id": correlation_id, "payment": payload,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
@@ -96,5 +95,5 @@ async def record_refund_event(
     )
     await outbox.enqueue(conn, view.tenant_id, tid, event_type, {
         "old_status": old, "new_status": view.status, "correlation_id": correlation_id,
-        "refund": json.loads(view.model_dump_json()),
+        "refund": view.model_dump(mode="json"),
     })

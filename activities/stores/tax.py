@@ -9,7 +9,6 @@ the ones before it; the table's trigger checks the caps again under that lock.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable
 from datetime import date
 from typing import Any
@@ -87,7 +86,7 @@ def _lines(value: Any) -> list[TaxLineQuote]:
 
 
 def _dump(lines: list[TaxLineQuote]) -> list[dict[str, Any]]:
-    return [json.loads(line.model_dump_json()) for line in lines]
+    return [line.model_dump(mode="json") for line in lines]
 
 
 async def fetch_transaction(conn: asyncpg.Connection, reference: str) -> asyncpg.Record | None:
