@@ -17,10 +17,18 @@ async def insert(conn: asyncpg.Connection, letter: DeadLetter) -> None:
 
 
 async def resolve(conn: asyncpg.Connection, dlq_id: str, status: str, actor: str) -> bool:
-    """open → `status`, once: the status guard makes a second claim of the same letter a no-op (False)."""
+    """open → `status`, once (status guard). True when the letter is in `status` now: a step that runs again
+    after its first run committed (its workflow task was retried, e.g. because a signal arrived as the workflow
+    completed) answers what the first run answered. One replay per letter reaches the step (the replay's update id
+    is the letter's), so the letter already being `replayed` means this replay claimed it; a letter that expired,
+    or was replayed, answers False to the other status."""
     return bool(await conn.fetchval(
-        """UPDATE paysaga.dead_letters SET status = $2, resolved_at = now(), resolved_by = $3
-           WHERE dlq_id = $1 AND status = 'open' RETURNING true""", dlq_id, status, actor))
+        """WITH claimed AS (
+               UPDATE paysaga.dead_letters SET status = $2, resolved_at = now(), resolved_by = $3
+                WHERE dlq_id = $1 AND status = 'open' RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM claimed)
+               OR EXISTS (SELECT 1 FROM paysaga.dead_letters WHERE dlq_id = $1 AND status = $2)""",
+        dlq_id, status, actor))
 
 
 async def list_for_tenant(conn: asyncpg.Connection, status: str, limit: int) -> list[asyncpg.Record]:

@@ -4,9 +4,13 @@ out the step is dead-lettered, and a replay (exactly once) finishes the payment.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
+from activities.stores import dead_letters
+from contracts.dead_letters import DeadLetter
+from paysaga.db import create_pool, tenant_tx
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.stack import Stack
 
@@ -65,6 +69,28 @@ async def test_exhausted_retries_are_dead_lettered_and_replayed_once(stack: Stac
     assert late.status_code in (200, 409)
     assert late.json().get("status", "replayed") == "replayed"
     assert await intents_of(stack, payment_id) == 1
+
+
+async def test_a_claim_run_again_answers_what_its_first_run_answered(stack: Stack, tenant: tuple[str, str]) -> None:
+    """A workflow task that claimed a letter and then failed (a signal arrived as the workflow completed) runs the
+    claim again: it must answer `replayed` again, not report the letter as no longer open."""
+    dlq_id = f"dlq_test_{uuid.uuid4().hex[:12]}"
+    pool = await create_pool(stack.db.app_url, max_size=1)
+    try:
+        async with tenant_tx(pool, tenant[0]) as conn:
+            await dead_letters.insert(conn, DeadLetter(
+                tenant_id=tenant[0], dlq_id=dlq_id, workflow_id="payment/x", payment_id="pay_x", step="create_intent",
+                reason="429", input={}))
+        for _ in range(2):
+            async with tenant_tx(pool, tenant[0]) as conn:
+                assert await dead_letters.resolve(conn, dlq_id, "replayed", "api:key_a")
+        async with tenant_tx(pool, tenant[0]) as conn:
+            assert not await dead_letters.resolve(conn, dlq_id, "expired", "workflow")  # replayed: not expirable
+    finally:
+        await pool.close()
+    row = await stack.admin_pool.fetchrow(
+        "SELECT status, resolved_by FROM paysaga.dead_letters WHERE dlq_id = $1", dlq_id)
+    assert dict(row) == {"status": "replayed", "resolved_by": "api:key_a"}
 
 
 async def test_dead_letters_need_the_admin_role(stack: Stack) -> None:

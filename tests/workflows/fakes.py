@@ -129,8 +129,8 @@ class FakeLedger:
         self.dead_letter_steps.setdefault(letter.dlq_id, letter.step)
 
     def resolve_dead_letter(self, req: ReplayRequest, status: str) -> bool:
-        if self.dead_letters.get(req.dlq_id) != "open":  # status guard: open → replayed | expired, once
-            return False
+        if self.dead_letters.get(req.dlq_id) != "open":  # status guard: open → replayed | expired, once;
+            return self.dead_letters.get(req.dlq_id) == status  # a step run again answers its first answer
         self.dead_letters[req.dlq_id] = status
         return True
 
