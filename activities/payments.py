@@ -57,15 +57,13 @@ log = structlog.get_logger("paysaga.billing")
 
 
 async def submit(req: SubmitRequest, create: Callable[[IntentRequest], Awaitable[IntentOutcome]],
-                 transition: Callable[[TransitionRequest], Awaitable[PaymentView]]) -> Submission:
-    """The provider call, then the transitions its answer drives, in order (the workflow tests' fakes submit
-    through this too, with their own provider and store)."""
+                 record: Callable[[list[TransitionRequest]], Awaitable[PaymentView]]) -> Submission:
+    """The provider call, then the transitions its answer drives, recorded together (the workflow tests' fakes
+    submit through this too, with their own provider and store)."""
     outcome = await create(req.intent)
-    view: PaymentView | None = None
-    for step in Submission.transitions(req, outcome):
-        view = await transition(step)
-    assert view is not None  # every answer drives at least one transition
-    return Submission(outcome=outcome, view=view)
+    steps = Submission.transitions(req, outcome)
+    assert steps  # every answer drives at least one transition
+    return Submission(outcome=outcome, view=await record(steps))
 
 
 class PaymentActivities:
@@ -162,34 +160,45 @@ class PaymentActivities:
 
     @activity.defn
     async def transition(self, req: TransitionRequest) -> PaymentView:
-        columns: dict[str, object] = {}
-        if req.next_action is not None or req.clear_next_action:
-            columns["next_action"] = req.next_action
-        settled = await self._settled(req) if _completes(req) else None
+        return await self.record([req])
+
+    async def record(self, steps: list[TransitionRequest]) -> PaymentView:
+        """Transitions of one payment, in order, in one transaction: a provider's answer that drives two of them
+        (processing, then succeeded at confirm) is never seen half applied, so a webhook arriving meanwhile finds
+        the payment either not yet submitted or already settled, and a signal never races the run's end."""
+        first = steps[0]
+        intent_id = next((s.provider_intent_id for s in steps if s.provider_intent_id), None)
+        settled = await self._settled(first, intent_id) if any(_completes(s) for s in steps) else None
+        applied: list[tuple[PaymentView, bool]] = []
         try:
-            async with tenant_tx(self._pool, req.tenant_id) as conn:
-                view, changed = await store.apply_transition(
-                    conn, req.payment_id, req.command(), columns, req.actor, req.correlation_id, req.expected_seq,
-                    settled=settled)
+            async with tenant_tx(self._pool, first.tenant_id) as conn:
+                for req in steps:
+                    columns: dict[str, object] = {}
+                    if req.next_action is not None or req.clear_next_action:
+                        columns["next_action"] = req.next_action
+                    applied.append(await store.apply_transition(
+                        conn, req.payment_id, req.command(), columns, req.actor, req.correlation_id,
+                        req.expected_seq, settled=settled if _completes(req) else None))
         except InvalidTransition as exc:
             raise ApplicationError(str(exc), type=INVALID_TRANSITION, non_retryable=True) from exc
-        if changed and view.status.is_terminal:
-            _log_result(view, req.correlation_id)
-        if (changed and self._dunning is not None and view.invoice_id is not None
-                and view.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED)):
-            # A subscription's invoice whose first charge failed was handed to dunning in that transaction: its
-            # DunningWorkflow starts now (or, should this fail, by the renewal run's sweep of what is owed).
-            await self._dunning.start_invoices(activity.client(), req.tenant_id, [view.invoice_id])
-        return view
+        for view, changed in applied:
+            if changed and view.status.is_terminal:
+                _log_result(view, first.correlation_id)
+            if (changed and self._dunning is not None and view.invoice_id is not None
+                    and view.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED)):
+                # A subscription's invoice whose first charge failed was handed to dunning in that transaction:
+                # its DunningWorkflow starts now (or, should this fail, by the renewal run's sweep of what is owed).
+                await self._dunning.start_invoices(activity.client(), first.tenant_id, [view.invoice_id])
+        return applied[-1][0]
 
-    async def _settled(self, req: TransitionRequest) -> store.Settled | None:
+    async def _settled(self, req: TransitionRequest, intent_id: str | None) -> store.Settled | None:
         """What the provider settled for the charge (its balance transaction: the amount in the settlement
         currency, the fee), asked once when the payment completes. Best effort: a provider that cannot say now
         never holds up the completion; the payment then completes without it (its fee and conversion unbooked,
         which the settlement reconciliation shows)."""
         async with tenant_tx(self._pool, req.tenant_id) as conn:
             row = await store.settlement_context(conn, req.payment_id)
-        intent_id = req.provider_intent_id or (row["provider_intent_id"] if row else None)
+        intent_id = intent_id or (row["provider_intent_id"] if row else None)
         if row is None or intent_id is None or PaymentStatus(row["status"]).is_terminal:
             return None
         lookup = getattr(self._provider, "balance_transactions_of", None)
@@ -269,7 +278,7 @@ class PaymentActivities:
     async def submit_intent(self, req: SubmitRequest) -> Submission:
         """Create and confirm the intent and record what its answer means, in one step. Safe to re-run: the
         intent is found, not created again, and each transition sits at its own event slot."""
-        return await submit(req, self.create_intent, self.transition)
+        return await submit(req, self.create_intent, self.record)
 
     @activity.defn
     async def get_intent(self, intent_id: str) -> IntentOutcome:

@@ -303,7 +303,12 @@ class FakeActivities:
     @activity.defn(name="submit_intent")
     async def submit_intent(self, req: SubmitRequest) -> Submission:
         """Mirrors PaymentActivities.submit_intent: the provider call, then the transitions of its answer."""
-        return await submit(req, self.provider.create_intent, self.transition)
+        return await submit(req, self.provider.create_intent, self._record)
+
+    async def _record(self, steps: list[TransitionRequest]) -> PaymentView:
+        """The fake store applies them in order (the real one in one transaction)."""
+        views = [await self.transition(step) for step in steps]
+        return views[-1]
 
     @activity.defn(name="get_intent")
     async def get_intent(self, intent_id: str) -> IntentOutcome:
