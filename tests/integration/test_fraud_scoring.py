@@ -52,7 +52,7 @@ async def test_a_first_payment_from_abroad_completes_without_3ds(
         card = (await http.get(f"/v1/payment_methods/{pm}")).json()
         body = (await pay(http, cid, pm, "49.90", "EUR")).json()
         assert body["fraud"]["action"] == "allow" and body["fraud"]["score"] < 40, body["fraud"]
-        assert body["status"] == "processing" and not body.get("next_action")
+        assert body["status"] == "completed" and not body.get("next_action")  # a card succeeds at confirm
         done = await wait_status(http, body["id"], {"completed", "failed", "canceled"})
     assert done["status"] == "completed"
     codes = {r["code"] for r in body["fraud"]["reasons"]}
@@ -64,7 +64,7 @@ async def test_an_ordinary_payment_is_allowed_and_scored(stack: Stack, tenant: t
     async with stack.http(tenant[1]) as http:
         cid, pm = await customer(http, "US")
         body = (await pay(http, cid, pm, "20.00")).json()
-    assert body["fraud"]["action"] == "allow" and body["status"] == "processing"
+    assert body["fraud"]["action"] == "allow" and body["status"] == "completed"  # a card succeeds at confirm
     assert all(set(r) >= {"code", "contribution", "explanation"} for r in body["fraud"]["reasons"])
 
 

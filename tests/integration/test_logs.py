@@ -25,7 +25,7 @@ async def test_billing_log_events_and_no_pan_anywhere(stack: Stack, tenant: tupl
             declined_pm = (await customer_with_method(http, "pm_card_chargeDeclinedFraudulent"))
             declined = (await pay(http, *declined_pm)).json()
     rail = [e for e in logs if e["event"] == "billing.rail.execution" and e.get("payment_id") == body["id"]]
-    assert rail and rail[0]["provider"] == "sandbox" and rail[0]["status"] == "processing"
+    assert rail and rail[0]["provider"] == "sandbox" and rail[0]["status"] == "succeeded"
     assert rail[0]["correlation_id"] == body["workflow_id"] and rail[0]["tenant_id"] == tenant[0]
     assert isinstance(rail[0]["duration_ms"], float)
     results = {e["payment_id"]: e for e in logs if e["event"] == "billing.execution.result"}

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from tests.integration.helpers import customer_with_method, pay, wait_status
 from tests.integration.webhook_helpers import intent_event, post_event
@@ -21,9 +22,31 @@ async def transitions(stack: Stack, payment_id: str) -> list[str]:
     return [r["t"] for r in rows]
 
 
-async def test_payment_completes_via_webhook_with_events_and_outbox(stack: Stack, tenant: tuple[str, str]) -> None:
+async def test_a_card_payment_completes_at_confirm_in_one_workflow_task(stack: Stack, tenant: tuple[str, str]) -> None:
     async with stack.http(tenant[1]) as http:
         cid, pm = await customer_with_method(http)
+        r = await pay(http, cid, pm, "7.50")
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["status"] == "completed" and body["provider_intent_id"].startswith("pi_")  # as on Stripe
+        handle = stack.client.get_workflow_handle(body["workflow_id"])
+        await handle.result()
+    assert await transitions(stack, body["id"]) == ["create", "mark_processing", "mark_completed"]
+    assert await stack.admin_pool.fetchval(
+        "SELECT count(*) FROM paysaga.outbox WHERE payload->'payment'->>'id' = $1", body["id"]) == 3
+    assert await stack.admin_pool.fetchval(
+        "SELECT count(*) FROM paysaga.journal_entries WHERE source_id = $1", body["id"]) >= 1
+    kinds = [e.event_type for e in (await handle.fetch_history()).events]
+    # Processing and completed were recorded together, so the succeeded webhook found the payment either not yet
+    # submitted or settled: no signal, no timer, and one workflow task.
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED not in kinds
+    assert EventType.EVENT_TYPE_TIMER_STARTED not in kinds
+
+
+async def test_payment_completes_via_webhook_with_events_and_outbox(stack: Stack, tenant: tuple[str, str]) -> None:
+    async with stack.http(tenant[1]) as http:
+        cid, pm = await customer_with_method(http, "pm_card_visa_settlesLater")  # processing until the webhook
         r = await pay(http, cid, pm, "12.34", description="order 42", metadata={"order": "42"})
         assert r.status_code == 201, r.text
         body = r.json()

@@ -38,12 +38,14 @@ async def test_dropped_webhooks_are_reconciled(stack: Stack, tenant: tuple[str, 
         async with stack.http(tenant[1]) as http:
             # One customer per payment: several quick payments from one customer would raise the advisory fraud
             # score into a 3-D Secure challenge, which is not what this test is about.
-            paid = [(await pay(http, *(await customer_with_method(http)))).json() for _ in range(3)]
+            # Cards that settle after confirm: their outcome exists only at the provider and in the lost webhooks.
+            later = "pm_card_visa_settlesLater"
+            paid = [(await pay(http, *(await customer_with_method(http, later)))).json() for _ in range(3)]
             cid3, secure = await customer_with_method(http, "pm_card_threeDSecure2Required")
             ok3ds, bad3ds = (await pay(http, cid3, secure)).json(), (await pay(http, cid3, secure)).json()
             await http.post(ok3ds["next_action"]["redirect_to_url"]["url"], json={"outcome": "succeed"})
             await http.post(bad3ds["next_action"]["redirect_to_url"]["url"], json={"outcome": "fail"})
-            orphan = (await pay(http, *(await customer_with_method(http)))).json()
+            orphan = (await pay(http, *(await customer_with_method(http, later)))).json()
             await stack.client.get_workflow_handle(orphan["workflow_id"]).terminate("simulating a lost workflow")
             await asyncio.sleep(0.5)  # the provider settles; its webhooks go nowhere
             ours = {p["id"] for p in [*paid, ok3ds, bad3ds, orphan]}

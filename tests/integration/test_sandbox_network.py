@@ -67,7 +67,7 @@ class Sandbox:
     endpoint: Endpoint
     provider: SandboxProvider
 
-    async def pay(self, token: str = "pm_card_visa") -> str:
+    async def pay(self, token: str = "pm_card_visa_settlesLater") -> str:  # settled by the network, after the delay
         req = CreateIntent(payment_id=f"pay_{uuid.uuid4().hex[:12]}", tenant_id=str(uuid.uuid4()),
                            amount_minor=1250, currency="USD", payment_method=token)
         return (await self.provider.create_and_confirm(req)).id
@@ -137,6 +137,21 @@ async def test_events_are_written_in_the_transaction_of_the_state_change(sandbox
         "SELECT xmin::text FROM sandbox.payment_intents WHERE intent_id = $1", intent_id)
     assert [(e["type"], e["tx"]) for e in (await sandbox.events(intent_id))[2:]] == [
         ("payment_intent.canceled", changed_in)]
+
+
+async def test_a_card_succeeds_at_confirm_with_its_charge_and_events_in_that_transaction(sandbox: Sandbox) -> None:
+    intent = await sandbox.provider.create_and_confirm(CreateIntent(
+        payment_id=f"pay_{uuid.uuid4().hex[:12]}", tenant_id=str(uuid.uuid4()), amount_minor=1250, currency="USD",
+        payment_method="pm_card_visa"))
+    assert intent.status == IntentStatus.SUCCEEDED  # as Stripe answers a card that needs no authentication
+    events = await sandbox.events(intent.id)
+    assert [e["type"] for e in events] == ["payment_intent.created", "payment_intent.succeeded"]
+    made_in = await sandbox.admin.fetchval(
+        "SELECT xmin::text FROM sandbox.payment_intents WHERE intent_id = $1", intent.id)
+    charge = await sandbox.admin.fetchrow(
+        "SELECT amount_minor, xmin::text AS tx FROM sandbox.balance_transactions WHERE payment_intent_id = $1",
+        intent.id)
+    assert {e["tx"] for e in events} == {made_in} == {charge["tx"]} and charge["amount_minor"] == 1250
 
 
 async def test_events_of_a_rolled_back_change_are_never_written(sandbox: Sandbox) -> None:

@@ -2,8 +2,11 @@
 
 Docs: testing → "cards by brand", "cards by country" (international cards), "declined payments", "3D Secure". A
 token names a card and its fate: it succeeds, is declined with a code, or asks for 3-D Secure; two special ones
-make refunds fail or the payment disputed afterwards. Every card is issued in the US except the international
-ones, which Stripe issues in the country their token names (``pm_card_de``: Germany) and which all succeed.
+make refunds fail or the payment disputed afterwards. A card that succeeds does so when it is confirmed, as on
+Stripe; one sandbox-only card (``pm_card_visa_settlesLater``) is `processing` at confirm and succeeds later,
+announced by webhook, as a bank debit does: the path a saga takes when the answer is not synchronous. Every card
+is issued in the US except the international ones, which Stripe issues in the country their token names
+(``pm_card_de``: Germany) and which all succeed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Literal
 
 from activities.providers.base import CardDetails
 
-CardOutcome = Literal["succeed", "decline", "authenticate"]
+# `succeed`: succeeded at confirm; `succeed_later`: processing at confirm, settled by the sandbox network later.
+CardOutcome = Literal["succeed", "succeed_later", "decline", "authenticate"]
 
 
 # Every sandbox card expires in December 2040 (Stripe: "any future date"); the issuer is in the US unless the card
@@ -44,6 +48,7 @@ TEST_CARDS: dict[str, TestCard] = {
     "pm_card_unionpay": TestCard("unionpay", "0005", "succeed"),
     "pm_card_refundFail": TestCard("visa", "5126", "succeed", refund_fails=True),
     "pm_card_createDispute": TestCard("visa", "0259", "succeed", creates_dispute=True),
+    "pm_card_visa_settlesLater": TestCard("visa", "1881", "succeed_later"),
     "tok_visa": TestCard("visa", "4242", "succeed"),
     "tok_mastercard": TestCard("mastercard", "4444", "succeed"),
     "pm_card_chargeDeclined": TestCard("visa", "0002", "decline", "generic_decline"),

@@ -1,9 +1,11 @@
 """PaymentIntents: create + confirm (idempotent by key), find, retrieve, cancel, 3-D Secure, settlement.
 
-Card payments settle asynchronously here (confirm answers `processing`; the sandbox network settles the intent
-after `sandbox_settle_delay_ms` and the outcome arrives by webhook), which is what bank debits and delayed
-captures do on Stripe: the saga must not depend on a synchronous answer. An overdue intent is also settled when
-it is next read, so a network that is not running only delays the outcome until the saga polls.
+A card that needs nothing more succeeds when it is confirmed, as on Stripe: the charge (its balance transaction,
+and a dispute for the card that brings one) is written with the intent. A card the catalogue settles later
+(`succeed_later`), and a card whose customer passed 3-D Secure, are `processing` until the sandbox network settles
+them after `sandbox_settle_delay_ms`, the outcome arriving by webhook: what bank debits do on Stripe, and the path
+on which the saga must not depend on a synchronous answer. An overdue intent is also settled when it is next
+read, so a network that is not running only delays the outcome until the saga polls.
 
 Every state change writes its webhook events in the same transaction (events.publish).
 """
@@ -31,7 +33,8 @@ _CANCELABLE = {IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.REQUIRES_ACTIO
 # What confirming a card of each outcome answers, and announces. A decline is only an answer: Stripe sends
 # `payment_intent.payment_failed` for it, but the saga already has the decline from the call itself.
 _CONFIRMED: dict[CardOutcome, tuple[IntentStatus, list[str]]] = {
-    "succeed": (IntentStatus.PROCESSING, ["payment_intent.created", "payment_intent.processing"]),
+    "succeed": (IntentStatus.SUCCEEDED, ["payment_intent.created", "payment_intent.succeeded"]),
+    "succeed_later": (IntentStatus.PROCESSING, ["payment_intent.created", "payment_intent.processing"]),
     "decline": (IntentStatus.REQUIRES_PAYMENT_METHOD, []),
     "authenticate": (IntentStatus.REQUIRES_ACTION, ["payment_intent.created", "payment_intent.requires_action"]),
 }
@@ -63,7 +66,10 @@ class Intents:
             if row is None:  # lost a race with a concurrent identical request, which has committed by now
                 return self._replay(await _by_key(conn, req))
             intent = to_intent(row, self._settings)
-            await publish(conn, self._settings, [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]])
+            events = [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
+            if intent.status == IntentStatus.SUCCEEDED:
+                events += await _charged(conn, self._settings, row)
+            await publish(conn, self._settings, events)
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         return self._replay(row)
@@ -101,6 +107,8 @@ class Intents:
                 if row is not None:
                     intent = to_intent(row, self._settings)
                     events += [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
+                    if intent.status == IntentStatus.SUCCEEDED:
+                        events += await _charged(conn, self._settings, row)
             await publish(conn, self._settings, events)
             if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
                 for r, _ in fresh:
@@ -230,11 +238,18 @@ async def _settle(
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
     events = [_announce("payment_intent.succeeded", row, to_intent(row, settings)) for row in rows]
     for row in rows:
-        await record_charge(conn, settings, row)
-        if card_of(row["payment_method"]).creates_dispute:
-            events += await open_dispute(conn, row, settings)
+        events += await _charged(conn, settings, row)
     await publish(conn, settings, events)
     return rows
+
+
+async def _charged(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> list[Outgoing]:
+    """What an intent's success brings, in its transaction: the charge's balance transaction and, for the card
+    that is disputed afterwards, the dispute (its events are answered for the caller to publish)."""
+    await record_charge(conn, settings, intent)
+    if card_of(intent["payment_method"]).creates_dispute:
+        return await open_dispute(conn, intent, settings)
+    return []
 
 
 async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> None:
@@ -265,7 +280,7 @@ def to_intent(row: asyncpg.Record, settings: Settings) -> Intent:
 
 def card_for(req: CreateIntent) -> TestCard:
     card = describe_test_card(req.payment_method)
-    if req.request_three_d_secure and card.outcome == "succeed":  # asked to challenge: Stripe's `any`
+    if req.request_three_d_secure and card.outcome in ("succeed", "succeed_later"):  # asked to challenge: `any`
         return TestCard(card.brand, card.last4, "authenticate", refund_fails=card.refund_fails)
     return card
 
