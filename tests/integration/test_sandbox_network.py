@@ -154,6 +154,25 @@ async def test_a_card_succeeds_at_confirm_with_its_charge_and_events_in_that_tra
     assert {e["tx"] for e in events} == {made_in} == {charge["tx"]} and charge["amount_minor"] == 1250
 
 
+@pytest.mark.parametrize(("token", "three_ds", "after"), [
+    ("pm_card_threeDSecure2Required", False, IntentStatus.SUCCEEDED),
+    ("pm_card_visa", True, IntentStatus.SUCCEEDED),  # challenged because the merchant asked for it
+    ("pm_card_visa_settlesLater", True, IntentStatus.PROCESSING),
+])
+async def test_a_passed_challenge_succeeds_when_the_customer_answers_unless_the_card_settles_later(
+        sandbox: Sandbox, token: str, three_ds: bool, after: IntentStatus) -> None:
+    intent = await sandbox.provider.create_and_confirm(CreateIntent(
+        payment_id=f"pay_{uuid.uuid4().hex[:12]}", tenant_id=str(uuid.uuid4()), amount_minor=990, currency="EUR",
+        payment_method=token, request_three_d_secure=three_ds))
+    assert intent.status == IntentStatus.REQUIRES_ACTION
+    answered = await sandbox.provider.authenticate(intent.id, True)
+    assert answered.status == after
+    charges = await sandbox.admin.fetchval(
+        "SELECT count(*) FROM sandbox.balance_transactions WHERE payment_intent_id = $1", intent.id)
+    assert charges == (1 if after == IntentStatus.SUCCEEDED else 0)  # a later settlement writes it then
+    assert [e["type"] for e in await sandbox.events(intent.id)][-1] == f"payment_intent.{after.value}"
+
+
 async def test_events_of_a_rolled_back_change_are_never_written(sandbox: Sandbox) -> None:
     event = envelope("payment_intent.succeeded", {"id": "pi_sbx_rolled_back", "object": "payment_intent"})
     with pytest.raises(RuntimeError):

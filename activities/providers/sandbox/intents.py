@@ -1,11 +1,11 @@
 """PaymentIntents: create + confirm (idempotent by key), find, retrieve, cancel, 3-D Secure, settlement.
 
-A card that needs nothing more succeeds when it is confirmed, as on Stripe: the charge (its balance transaction,
-and a dispute for the card that brings one) is written with the intent. A card the catalogue settles later
-(`succeed_later`), and a card whose customer passed 3-D Secure, are `processing` until the sandbox network settles
-them after `sandbox_settle_delay_ms`, the outcome arriving by webhook: what bank debits do on Stripe, and the path
-on which the saga must not depend on a synchronous answer. An overdue intent is also settled when it is next
-read, so a network that is not running only delays the outcome until the saga polls.
+A card that needs nothing more succeeds when it is confirmed, and one whose customer passes 3-D Secure when the
+customer answers, as on Stripe: the charge (its balance transaction, and a dispute for the card that brings one) is
+written with the intent. A card the catalogue settles later (`succeed_later`) is `processing` until the sandbox
+network settles it after `sandbox_settle_delay_ms`, the outcome arriving by webhook: what bank debits do on
+Stripe, and the path on which the saga must not depend on a synchronous answer. An overdue intent is also settled
+when it is next read, so a network that is not running only delays the outcome until the saga polls.
 
 Every state change writes its webhook events in the same transaction (events.publish).
 """
@@ -148,11 +148,13 @@ class Intents:
         return to_intent(row, self._settings) if row else await self.retrieve(intent_id)
 
     async def authenticate(self, intent_id: str, succeed: bool) -> Intent:
-        """The customer's answer to a 3-D Secure challenge (sandbox only). Success makes the intent
-        `processing`, settled by the network like any other; failure is a decline."""
+        """The customer's answer to a 3-D Secure challenge (sandbox only). Success makes the intent `succeeded`
+        (`processing`, settled by the network, for a card that settles later); failure is a decline."""
         awaiting = {IntentStatus.REQUIRES_ACTION}
         if succeed:
-            row = await self._change(intent_id, awaiting, IntentStatus.PROCESSING, "payment_intent.processing")
+            later = card_of((await self._get(intent_id))["payment_method"]).outcome == "succeed_later"
+            target = IntentStatus.PROCESSING if later else IntentStatus.SUCCEEDED
+            row = await self._change(intent_id, awaiting, target, f"payment_intent.{target.value}")
         else:
             row = await self._change(
                 intent_id, awaiting, IntentStatus.REQUIRES_PAYMENT_METHOD, "payment_intent.payment_failed",
@@ -205,7 +207,10 @@ class Intents:
                 intent_id, target.value, [s.value for s in sources], *cols.values(),
             )
             if row is not None:
-                await publish(conn, self._settings, [_announce(event_type, row, to_intent(row, self._settings))])
+                events = [_announce(event_type, row, to_intent(row, self._settings))]
+                if target == IntentStatus.SUCCEEDED:
+                    events += await _charged(conn, self._settings, row)
+                await publish(conn, self._settings, events)
         return row
 
     async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
