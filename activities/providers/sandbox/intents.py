@@ -65,11 +65,8 @@ class Intents:
             row = await self._insert(conn, req, card)
             if row is None:  # lost a race with a concurrent identical request, which has committed by now
                 return self._replay(await _by_key(conn, req))
-            intent = to_intent(row, self._settings)
-            events = [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
-            if intent.status == IntentStatus.SUCCEEDED:
-                events += await _charged(conn, self._settings, row)
-            await publish(conn, self._settings, events)
+            await publish(conn, self._settings,
+                          await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1]))
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
         return self._replay(row)
@@ -105,10 +102,7 @@ class Intents:
             events: list[Outgoing] = []
             for (_, card), row in ((f, made.get((f[0].tenant_id, f[0].idempotency_key))) for f in fresh):
                 if row is not None:
-                    intent = to_intent(row, self._settings)
-                    events += [_announce(t, row, intent) for t in _CONFIRMED[card.outcome][1]]
-                    if intent.status == IntentStatus.SUCCEEDED:
-                        events += await _charged(conn, self._settings, row)
+                    events += await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1])
             await publish(conn, self._settings, events)
             if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
                 for r, _ in fresh:
@@ -207,10 +201,7 @@ class Intents:
                 intent_id, target.value, [s.value for s in sources], *cols.values(),
             )
             if row is not None:
-                events = [_announce(event_type, row, to_intent(row, self._settings))]
-                if target == IntentStatus.SUCCEEDED:
-                    events += await _charged(conn, self._settings, row)
-                await publish(conn, self._settings, events)
+                await publish(conn, self._settings, await _announced(conn, self._settings, row, [event_type]))
         return row
 
     async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
@@ -241,20 +232,25 @@ async def _settle(
     conn: asyncpg.Connection, settings: Settings, sql: str, intent_id: str | None, limit: int
 ) -> list[asyncpg.Record]:
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
-    events = [_announce("payment_intent.succeeded", row, to_intent(row, settings)) for row in rows]
+    events: list[Outgoing] = []
     for row in rows:
-        events += await _charged(conn, settings, row)
+        events += await _announced(conn, settings, row, ["payment_intent.succeeded"])
     await publish(conn, settings, events)
     return rows
 
 
-async def _charged(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> list[Outgoing]:
-    """What an intent's success brings, in its transaction: the charge's balance transaction and, for the card
-    that is disputed afterwards, the dispute (its events are answered for the caller to publish)."""
-    await record_charge(conn, settings, intent)
-    if card_of(intent["payment_method"]).creates_dispute:
-        return await open_dispute(conn, intent, settings)
-    return []
+async def _announced(conn: asyncpg.Connection, settings: Settings, row: asyncpg.Record,
+                     event_types: list[str]) -> list[Outgoing]:
+    """The events announcing an intent's change (for the caller to publish) and, when the intent succeeded, what
+    its success brings, in the caller's transaction: the charge's balance transaction and, for the card that is
+    disputed afterwards, the dispute (and its events)."""
+    intent = to_intent(row, settings)
+    events = [_announce(t, row, intent) for t in event_types]
+    if intent.status == IntentStatus.SUCCEEDED:
+        await record_charge(conn, settings, row)
+        if card_of(row["payment_method"]).creates_dispute:
+            events += await open_dispute(conn, row, settings)
+    return events
 
 
 async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> None:
