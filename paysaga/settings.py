@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     sandbox_fee_fixed_minor: int = Field(default=0, ge=0,
                                          description="Sandbox: fixed fee per charge, in settlement minor units")
     sandbox_dispute_fee_minor: int = Field(default=0, ge=0, description="Sandbox: fee of a dispute (Stripe's: 1500)")
+    # On Stripe a cardholder disputes days after the charge; a dispute announced within milliseconds of a charge
+    # that succeeded at confirm could reach the merchant before its own record of the charge does.
+    sandbox_dispute_delay_ms: int = Field(
+        default=1000, ge=0, description="Sandbox: how long after the charge its cardholder disputes it")
     sandbox_available_days: int = Field(default=2, ge=0, description="Sandbox: days until funds are available")
 
     # --- payouts (PayoutWorkflow, workflows/payout.py; a Temporal Schedule opens the weekly runs) -----------------

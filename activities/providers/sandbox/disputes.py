@@ -1,6 +1,6 @@
 """Disputes (pm_card_createDispute), as in Stripe's test mode.
 
-A dispute opens when the payment succeeds (funds withdrawn) and is announced `sandbox_settle_delay_ms` later.
+A dispute opens when the payment succeeds (funds withdrawn) and is announced `sandbox_dispute_delay_ms` later.
 Evidence whose `uncategorized_text` is "winning_evidence" wins it and "losing_evidence" loses it once the
 "issuer" has looked (the network decides it after the same delay); any other evidence stays under_review, as on
 Stripe. Closing (accepting) loses it at once; a dispute left without evidence past its `due_by` is lost when
@@ -95,7 +95,7 @@ class Disputes:
 
 async def open_dispute(conn: asyncpg.Connection, intent: asyncpg.Record, settings: Settings) -> list[Outgoing]:
     """The cardholder disputes a succeeded payment: one dispute per intent. Returns its announcement, due after
-    the settle delay, for the caller to publish with the settlement."""
+    the dispute delay, for the caller to publish with the charge."""
     row = await conn.fetchrow(
         """INSERT INTO sandbox.disputes (dispute_id, tenant_id, intent_id, amount_minor, currency, reason, status,
                evidence_due_by)
@@ -116,7 +116,7 @@ async def open_dispute(conn: asyncpg.Connection, intent: asyncpg.Record, setting
         facing_minor=-intent["amount_minor"], facing_currency=intent["currency"],
         charge_id=balance.charge_id_of(intent["intent_id"]), intent_id=intent["intent_id"],
         description=f"dispute of {intent['intent_id']}")
-    delay = settings.sandbox_settle_delay_ms / 1000
+    delay = settings.sandbox_dispute_delay_ms / 1000
     return _announce(row, "charge.dispute.created", "charge.dispute.funds_withdrawn", delay=delay)
 
 
