@@ -105,8 +105,10 @@ def create_app(settings: Settings | None = None, *, verifiers: Mapping[str, Veri
     )
     app.state.settings, app.state.metrics = settings, metrics
     problems.install(app)
-    for module in (payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices, tax,
-                   catalogue, subscriptions, connected_accounts, payouts, reconciliation, webhooks):
+    # A request is matched against the routes in this order, one by one: the provider's webhooks, the busiest
+    # endpoint of a payment service (one or more per payment), come first, then the payments themselves.
+    for module in (webhooks, payments, payment_methods, audit, refunds, disputes, dead_letters, ledger, invoices,
+                   tax, catalogue, subscriptions, connected_accounts, payouts, reconciliation):
         app.include_router(module.router)
     if settings.provider == "sandbox":
         app.include_router(sandbox.router)
