@@ -79,15 +79,16 @@ class Sandbox:
 
     @asynccontextmanager
     async def network(self, **tuning: float) -> AsyncIterator[SandboxNetwork]:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(self.endpoint))
-        network, stop = SandboxNetwork(self.pool, self.settings, tuning=Tuning(**tuning), http=http), asyncio.Event()
+        transport = httpx.MockTransport(self.endpoint)
+        network, stop = (SandboxNetwork(self.pool, self.settings, tuning=Tuning(**tuning), transport=transport),
+                         asyncio.Event())
         task = asyncio.create_task(network.run(stop))
         try:
             yield network
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
-            await http.aclose()
+            await transport.aclose()
 
 
 @pytest.fixture(scope="module")

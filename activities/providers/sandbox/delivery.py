@@ -26,6 +26,7 @@ log = structlog.get_logger("paysaga.sandbox")
 MAX_ATTEMPTS = 5
 FIRST_BACKOFF_SECONDS = 0.2
 SHUFFLE_SPREAD_SECONDS = 0.2
+USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"  # what Stripe's webhook requests carry
 
 
 class Verdict(StrEnum):
@@ -59,12 +60,19 @@ def backoff_seconds(attempts: int) -> float:
 
 
 class Courier:
-    """Posts events through one keep-alive client, at most `max_posts` at a time."""
+    """Posts events through one keep-alive transport, at most `max_posts` at a time.
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, max_posts: int) -> None:
+    It speaks to httpx's transport, not through a client: a webhook is one POST to one fixed URL, with no
+    cookies, redirects or auth to handle, and the client's handling of those cost as much CPU as the transport's
+    own HTTP work (the sandbox runs beside paysaga on the same cores, where Stripe's servers would not)."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport, max_posts: int,
+                 timeout_seconds: float) -> None:
         self._settings = settings
-        self._http = http
+        self._transport = transport
         self._posts = asyncio.Semaphore(max_posts)
+        self._url = httpx.URL(settings.sandbox_webhook_target)
+        self._timeout = httpx.Timeout(timeout_seconds).as_dict()
 
     async def deliver(self, event: Claimed) -> Outcome:
         if not self._settings.sandbox_subscribes_to(event.type):  # like an endpoint's enabled_events on Stripe
@@ -83,10 +91,15 @@ class Courier:
 
     async def _post(self, event: Claimed) -> Outcome:
         secret = self._settings.webhook_secret_list[0]
-        headers = {"Stripe-Signature": sign(event.body, secret, int(time.time())),
-                   "Content-Type": "application/json"}
+        request = httpx.Request("POST", self._url, content=event.body, extensions={"timeout": self._timeout},
+                                headers={"Stripe-Signature": sign(event.body, secret, int(time.time())),
+                                         "Content-Type": "application/json", "User-Agent": USER_AGENT})
         try:
-            resp = await self._http.post(self._settings.sandbox_webhook_target, content=event.body, headers=headers)
+            resp = await self._transport.handle_async_request(request)
+            try:
+                await resp.aread()  # the whole answer, so that the connection goes back to the pool
+            finally:
+                await resp.aclose()
         except httpx.HTTPError as exc:
             log.warning("sandbox.webhook_unreachable", error=str(exc), event_id=event.event_id)
             return Outcome(Verdict.RETRY, f"unreachable: {type(exc).__name__}: {exc}")

@@ -91,12 +91,12 @@ class Tuning:
 class SandboxNetwork:
     def __init__(
         self, pool: asyncpg.Pool, settings: Settings, *, tuning: Tuning | None = None,
-        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._tuning = tuning or Tuning()
-        self._http = http  # injected (tests) or made in run() and closed there
+        self._transport = transport  # injected (tests) or made in run() and closed there
         self._wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._settle_at = 0.0  # loop time of the earliest known settlement; may only ever be too early
@@ -106,9 +106,9 @@ class SandboxNetwork:
         """Serve until `stop` is set, then let deliveries in flight finish or hand them back."""
         stop = stop or asyncio.Event()
         forward = asyncio.create_task(_set_when(stop, self._wake))
-        own_http = self._http is None
-        http = self._http or _client(self._tuning)
-        courier = Courier(self._settings, http, self._tuning.max_posts)
+        own_transport = self._transport is None
+        transport = self._transport or _transport(self._tuning)
+        courier = Courier(self._settings, transport, self._tuning.max_posts, self._tuning.post_timeout_seconds)
         log.info("sandbox.network_started", target=self._settings.sandbox_webhook_target)
         try:
             while not stop.is_set():
@@ -121,8 +121,8 @@ class SandboxNetwork:
         finally:
             forward.cancel()
             await self._drain()
-            if own_http:
-                await http.aclose()
+            if own_transport:
+                await transport.aclose()
             log.info("sandbox.network_stopped")
 
     # --- the loop -------------------------------------------------------------------------------------------
@@ -232,9 +232,9 @@ class SandboxNetwork:
                 await self._pool.execute(_RELEASE, unfinished)
 
 
-def _client(tuning: Tuning) -> httpx.AsyncClient:
+def _transport(tuning: Tuning) -> httpx.AsyncHTTPTransport:
     limits = httpx.Limits(max_connections=tuning.max_posts, max_keepalive_connections=tuning.max_posts)
-    return httpx.AsyncClient(timeout=tuning.post_timeout_seconds, limits=limits)
+    return httpx.AsyncHTTPTransport(limits=limits)
 
 
 async def _set_when(stop: asyncio.Event, wake: asyncio.Event) -> None:
