@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import structlog
@@ -20,6 +20,7 @@ from activities.ai_client import AIClient, BuiltinScorer, gather_features, recor
 from activities.dunning_start import DunningStarter
 from activities.fx.base import FxRates
 from activities.providers.base import (
+    BalanceTransaction,
     CardDeclined,
     CreateIntent,
     Intent,
@@ -162,13 +163,18 @@ class PaymentActivities:
     async def transition(self, req: TransitionRequest) -> PaymentView:
         return await self.record([req])
 
-    async def record(self, steps: list[TransitionRequest]) -> PaymentView:
+    async def record(self, steps: list[TransitionRequest],
+                     charges: Sequence[BalanceTransaction] = ()) -> PaymentView:
         """Transitions of one payment, in order, in one transaction: a provider's answer that drives two of them
         (processing, then succeeded at confirm) is never seen half applied, so a webhook arriving meanwhile finds
-        the payment either not yet submitted or already settled, and a signal never races the run's end."""
+        the payment either not yet submitted or already settled, and a signal never races the run's end.
+        `charges` are what the provider's answer said the charge settled, if it said."""
         first = steps[0]
         intent_id = next((s.provider_intent_id for s in steps if s.provider_intent_id), None)
-        settled = await self._settled(first, intent_id) if any(_completes(s) for s in steps) else None
+        settled = None
+        if any(_completes(s) for s in steps):
+            settled = (store.Settled(list(charges), self._rates) if charges
+                       else await self._settled(first, intent_id))
         applied: list[tuple[PaymentView, bool]] = []
         try:
             async with tenant_tx(self._pool, first.tenant_id) as conn:
@@ -238,10 +244,14 @@ class PaymentActivities:
     # --- provider steps: retried with backoff, < 24 h so the provider's idempotency keys still hold ---------
     @activity.defn
     async def create_intent(self, req: IntentRequest) -> IntentOutcome:
+        return (await self._create_intent(req))[0]
+
+    async def _create_intent(self, req: IntentRequest) -> tuple[IntentOutcome, list[BalanceTransaction]]:
+        """The outcome, and the charge's balance transaction when the provider answered with it."""
         started = time.perf_counter()
         existing = await self._provider.find_intent(req.payment_id, req.attempt)
         if existing is not None:  # a previous try got as far as the provider: never create a second intent
-            return self._outcome(existing, req, started, replayed=True)
+            return self._outcome(existing, req, started, replayed=True), _charges(existing)
         token = req.payment_method_token
         if token is None:  # runs recorded before the admission step carried it
             async with tenant_tx(self._pool, req.tenant_id) as conn:
@@ -266,19 +276,29 @@ class PaymentActivities:
         except CardDeclined as exc:
             self._log_rail(req, "declined", started, decline_code=exc.decline_code)
             return IntentOutcome(intent_id=exc.intent_id, status="declined", decline_code=exc.decline_code,
-                                 failure_message=exc.message)
+                                 failure_message=exc.message), []
         except ProviderUnavailable:
             self._log_rail(req, "provider_unavailable", started)
             raise  # retryable: the retry policy backs off
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
-        return self._outcome(intent, req, started, replayed=False)
+        return self._outcome(intent, req, started, replayed=False), _charges(intent)
 
     @activity.defn
     async def submit_intent(self, req: SubmitRequest) -> Submission:
         """Create and confirm the intent and record what its answer means, in one step. Safe to re-run: the
         intent is found, not created again, and each transition sits at its own event slot."""
-        return await submit(req, self.create_intent, self.record)
+        charges: list[BalanceTransaction] = []
+
+        async def create(intent: IntentRequest) -> IntentOutcome:
+            outcome, settled = await self._create_intent(intent)
+            charges.extend(settled)
+            return outcome
+
+        async def record(steps: list[TransitionRequest]) -> PaymentView:
+            return await self.record(steps, charges)
+
+        return await submit(req, create, record)
 
     @activity.defn
     async def get_intent(self, intent_id: str) -> IntentOutcome:
@@ -313,6 +333,10 @@ class PaymentActivities:
 # A completion waits this long at most for the provider to say what it settled.
 SETTLEMENT_LOOKUP_SECONDS = 3.0
 _COMPLETING = (Transition.MARK_COMPLETED, Transition.CONFIRM_FROM_PENDING)
+
+
+def _charges(intent: Intent) -> list[BalanceTransaction]:
+    return [bt for bt in intent.balance_transactions if bt.reporting_category == "charge"]
 
 
 def _completes(req: TransitionRequest) -> bool:

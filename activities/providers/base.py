@@ -79,6 +79,9 @@ class Intent(BaseModel):
     decline_code: str | None = None
     failure_message: str | None = None
     next_action_url: str | None = None
+    # The succeeded charge's balance transaction when the answer carried it (Stripe: `latest_charge.
+    # balance_transaction` expanded on the confirm), so that what it settled is not asked for again.
+    balance_transactions: list[BalanceTransaction] = Field(default_factory=list)
 
 
 class RefundResult(BaseModel):
@@ -356,3 +359,6 @@ class ConnectProvider(Protocol):
         reconciliation report: the platform's balance, and the payouts of these connected accounts (the
         provider's ids)."""
         ...
+
+
+Intent.model_rebuild()  # its balance transactions are declared further down

@@ -92,6 +92,8 @@ def _to_intent(pi: dict[str, Any]) -> Intent:
     redirect = next_action.get("redirect_to_url") or {}
     sdk = next_action.get("use_stripe_sdk") or {}
     url = redirect.get("url") or sdk.get("stripe_js")
+    charge = pi.get("latest_charge")
+    settled = charge.get("balance_transaction") if isinstance(charge, dict) else None
     return Intent(
         id=pi["id"],
         status=IntentStatus(pi["status"]),
@@ -101,6 +103,7 @@ def _to_intent(pi: dict[str, Any]) -> Intent:
         decline_code=error.get("decline_code") or error.get("code"),
         failure_message=error.get("message"),
         next_action_url=url or None,
+        balance_transactions=[_to_balance_transaction(settled)] if isinstance(settled, dict) else [],
     )
 
 
@@ -128,6 +131,8 @@ class StripeProvider:
             "payment_method_types": ["card"],
             "confirm": True,
             "metadata": req.metadata,
+            # What the charge settled comes with the answer: one request per payment instead of two.
+            "expand": ["latest_charge.balance_transaction"],
         }
         if req.description is not None:
             params["description"] = req.description

@@ -124,7 +124,10 @@ async def test_happy_path_visa(provider: StripeProvider) -> None:
     assert (intent.amount_minor, intent.currency) == (4200, "EUR")
     assert intent.metadata == req.metadata
     assert intent.decline_code is None and intent.next_action_url is None
-    assert await provider.retrieve(intent.id) == intent
+    # The confirm's answer carries what the charge settled (latest_charge.balance_transaction, expanded) ...
+    assert [(bt.reporting_category, bt.amount_minor) for bt in intent.balance_transactions] == [("charge", 4200)]
+    # ... which a plain retrieve leaves out.
+    assert await provider.retrieve(intent.id) == intent.model_copy(update={"balance_transactions": []})
 
 
 @pytest.mark.parametrize("card", ["pm_card_chargeCustomerFail", "4000000000000341"])

@@ -153,6 +153,10 @@ async def test_a_card_succeeds_at_confirm_with_its_charge_and_events_in_that_tra
         "SELECT amount_minor, xmin::text AS tx FROM sandbox.balance_transactions WHERE payment_intent_id = $1",
         intent.id)
     assert {e["tx"] for e in events} == {made_in} == {charge["tx"]} and charge["amount_minor"] == 1250
+    # The answer carries what the charge settled, as Stripe's does with `latest_charge.balance_transaction`
+    # expanded: the same row the provider reports when asked afterwards.
+    assert intent.balance_transactions == await sandbox.provider.balance_transactions_of(intent.id)
+    assert [bt.amount_minor for bt in intent.balance_transactions] == [1250]
 
 
 @pytest.mark.parametrize(("token", "three_ds", "after"), [

@@ -16,7 +16,7 @@ import asyncio
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -65,11 +65,13 @@ class Intents:
             row = await self._insert(conn, req, card)
             if row is None:  # lost a race with a concurrent identical request, which has committed by now
                 return self._replay(await _by_key(conn, req))
-            await publish(conn, self._settings,
-                          await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1]))
+            announced = await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1])
+            await publish(conn, self._settings, announced.events)
         if self._settings.sandbox_response_latency_ms:  # the work is done; only the answer is slow
             await asyncio.sleep(self._settings.sandbox_response_latency_ms / 1000)
-        return self._replay(row)
+        # As Stripe answers a confirm asked to expand `latest_charge.balance_transaction`.
+        settled = [balance.to_model(announced.charge)] if announced.charge is not None else []
+        return self._replay(row).model_copy(update={"balance_transactions": settled})
 
     async def create_and_confirm_many(self, reqs: list[CreateIntent], cards: list[TestCard]) -> list[ChargeResult]:
         """The batch form of `create_and_confirm`, set-based: one statement finds the requests already made (their
@@ -102,7 +104,7 @@ class Intents:
             events: list[Outgoing] = []
             for (_, card), row in ((f, made.get((f[0].tenant_id, f[0].idempotency_key))) for f in fresh):
                 if row is not None:
-                    events += await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1])
+                    events += (await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1])).events
             await publish(conn, self._settings, events)
             if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
                 for r, _ in fresh:
@@ -201,7 +203,7 @@ class Intents:
                 intent_id, target.value, [s.value for s in sources], *cols.values(),
             )
             if row is not None:
-                await publish(conn, self._settings, await _announced(conn, self._settings, row, [event_type]))
+                await publish(conn, self._settings, (await _announced(conn, self._settings, row, [event_type])).events)
         return row
 
     async def _settle_if_due(self, row: asyncpg.Record) -> asyncpg.Record:
@@ -234,30 +236,36 @@ async def _settle(
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
     events: list[Outgoing] = []
     for row in rows:
-        events += await _announced(conn, settings, row, ["payment_intent.succeeded"])
+        events += (await _announced(conn, settings, row, ["payment_intent.succeeded"])).events
     await publish(conn, settings, events)
     return rows
 
 
+class Announcement(NamedTuple):
+    events: list[Outgoing]
+    charge: asyncpg.Record | None  # the succeeded charge's balance transaction
+
+
 async def _announced(conn: asyncpg.Connection, settings: Settings, row: asyncpg.Record,
-                     event_types: list[str]) -> list[Outgoing]:
+                     event_types: list[str]) -> Announcement:
     """The events announcing an intent's change (for the caller to publish) and, when the intent succeeded, what
     its success brings, in the caller's transaction: the charge's balance transaction and, for the card that is
     disputed afterwards, the dispute (and its events)."""
     intent = to_intent(row, settings)
     events = [_announce(t, row, intent) for t in event_types]
+    charge = None
     if intent.status == IntentStatus.SUCCEEDED:
-        await record_charge(conn, settings, row)
+        charge = await record_charge(conn, settings, row)
         if card_of(row["payment_method"]).creates_dispute:
             events += await open_dispute(conn, row, settings)
-    return events
+    return Announcement(events, charge)
 
 
-async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> None:
+async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> asyncpg.Record:
     """The succeeded charge's balance transaction: its amount in the platform's settlement currency, less fees."""
     converted = balance.convert_minor(settings, intent["amount_minor"], intent["currency"],
                                       intent["settlement_currency"], datetime.now(UTC).date())
-    await balance.record(
+    return await balance.record(
         conn, settings, tenant_id=intent["tenant_id"], type="charge", category="charge",
         source_id=balance.charge_id_of(intent["intent_id"]), currency=converted.currency,
         amount_minor=converted.minor, fee_minor=balance.charge_fee(settings, converted.minor),
