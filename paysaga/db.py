@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -46,9 +48,35 @@ async def analyze_grown_tables(pool: asyncpg.Pool, *, min_rows: int = 1000) -> l
     return [r[0] for r in await pool.fetch("SELECT * FROM paysaga.analyze_grown_tables($1)", min_rows)]
 
 
+def _canonical_uuid(tenant_id: str) -> str | None:
+    """The tenant id in the one spelling that is safe to put in SQL text (hex digits and dashes), or None."""
+    try:
+        parsed = uuid.UUID(str(tenant_id))
+    except ValueError:
+        return None
+    return str(parsed) if str(parsed) == str(tenant_id) else None
+
+
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction in which row-level security sees exactly one tenant (set_config(..., is_local=true))."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
-        yield conn
+    """A transaction in which row-level security sees exactly one tenant (set_config(..., is_local=true)).
+
+    A tenant id is a UUID, so BEGIN and the setting go to the server as one simple query: one round trip
+    instead of two, on every transaction the service opens. The id is put in the SQL text only in its
+    canonical form (hex and dashes, nothing to escape); anything else takes the parameterised path."""
+    canonical = _canonical_uuid(tenant_id)
+    if canonical is None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+            yield conn
+        return
+    async with pool.acquire() as conn:
+        await conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{canonical}', true)")
+        try:
+            yield conn
+        except BaseException:
+            # A broken connection cannot roll back; releasing it to the pool rolls back or discards it.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")

@@ -99,6 +99,35 @@ async def test_a_pooled_connection_keeps_no_tenant_after_its_transaction(stack: 
         await pool.close()
 
 
+async def test_a_failed_transaction_keeps_none_of_its_writes(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    """Both the error raised by a statement and one raised by the caller roll the whole transaction back."""
+    tid, _ = await stack.new_tenant()
+    for failure in ("statement", "caller"):
+        customer = f"cus_{uuid.uuid4().hex[:12]}"
+        with pytest.raises((asyncpg.PostgresError, RuntimeError)):
+            async with tenant_tx(app_pool, tid) as conn:
+                await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)",
+                                   customer, tid)
+                if failure == "statement":
+                    await conn.execute("SELECT 1 / 0")
+                raise RuntimeError("the caller gives up")
+        async with tenant_tx(app_pool, tid) as conn:
+            assert await conn.fetchval("SELECT count(*) FROM paysaga.customers WHERE customer_id = $1",
+                                       customer) == 0, failure
+
+
+async def test_the_tenant_setting_is_exactly_the_id_whatever_its_spelling(stack: Stack,
+                                                                         app_pool: asyncpg.Pool) -> None:
+    """A canonical UUID, an upper-case one and a string that is no UUID at all (which must not reach the SQL
+    text) each end up as the transaction's setting, verbatim."""
+    tid, _ = await stack.new_tenant()
+    for spelling in (tid, tid.upper(), "x'); DROP TABLE paysaga.payments; --"):
+        async with tenant_tx(app_pool, spelling) as conn:
+            assert await conn.fetchval("SELECT current_setting('app.tenant_id')") == spelling
+    async with tenant_tx(app_pool, tid) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM paysaga.tenants") == 1
+
+
 async def test_trigger_rejects_invalid_transition_and_terminal_change(stack: Stack, app_pool: asyncpg.Pool) -> None:
     tid, _ = await stack.new_tenant()
     pid = await seed_payment(app_pool, tid)
