@@ -173,7 +173,7 @@ def api(
     settings = get_settings()
     configure_logging(settings.log_level)
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level="warning", access_log=False)
+                http="httptools", loop="uvloop", log_level="warning", access_log=False)
 
 
 @app.command("sandbox-network")
