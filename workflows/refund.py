@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import Inbox, ProviderPolicy, finish, local_step, provider_call
 
 A = RefundActivities
-FINAL = {s.value for s in RefundStatus if s.is_terminal}
+FINAL = frozenset(s.value for s in RefundStatus if s.is_terminal)
 
 
 @workflow.defn(name=c.REFUND_WORKFLOW)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from worker import WORKFLOWS
 
@@ -32,9 +33,16 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
+# Each history replays in the sandbox (which refuses a non-deterministic call) and without it, as the production
+# worker runs workflows.
+RUNNERS: dict[str, WorkflowRunner] = {"sandboxed": SandboxedWorkflowRunner(),
+                                      "unsandboxed": UnsandboxedWorkflowRunner()}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-async def test_replay(path: Path) -> None:
+async def test_replay(path: Path, runner: str) -> None:
     history = load(path)
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=RUNNERS[runner])
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
