@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     # Whether the worker runs workflow code in Temporal's import sandbox. The sandbox re-imports a workflow's
-    # module for every run and proxies each call out of it: about 40 % of the worker's CPU per payment. Off, runs
-    # are kept apart by a static rule instead (workflow modules hold no mutable state), and the tests and the
-    # replay of recorded histories still run every workflow in the sandbox, which refuses non-deterministic calls.
+    # module for every run and proxies each call out of it: about 40 % of the worker's CPU per payment. Off, its
+    # guards are kept by static rules on the workflow modules' source (no mutable module state, no clock,
+    # randomness or I/O), and the tests and the replay of recorded histories still run every workflow in it.
     workflow_sandbox: bool = False
 
     # --- payment provider ----------------------------------------------------------------------------------
