@@ -84,6 +84,8 @@ class RateTable:
             histories.setdefault((rate.jurisdiction, rate.rate_type), []).append(rate)
         self._histories: dict[tuple[str, str], tuple[Rate, ...]] = {}
         self._starts: dict[tuple[str, str], list[date]] = {}
+        # A jurisdiction's display name, from its first history: looked up on every tax decision of a batch.
+        self._names: dict[str, str] = {}
         for key, history in histories.items():
             history.sort(key=lambda r: r.effective_from)
             starts = [r.effective_from for r in history]
@@ -93,23 +95,23 @@ class RateTable:
                 raise ValueError(f"{key[0]} changes name or tax type between rows")
             self._histories[key] = tuple(history)
             self._starts[key] = starts
+            self._names.setdefault(key[0], history[0].name)
 
     @classmethod
     def from_csv(cls, *texts: str) -> RateTable:
         return cls(rate for text in texts for rate in parse_rates_csv(text))
 
     def __contains__(self, jurisdiction: object) -> bool:
-        return any(key[0] == jurisdiction for key in self._histories)
+        return isinstance(jurisdiction, str) and jurisdiction in self._names
 
     def jurisdictions(self) -> frozenset[str]:
-        return frozenset(key[0] for key in self._histories)
+        return frozenset(self._names)
 
     def history(self, jurisdiction: str, rate_type: str = STANDARD) -> tuple[Rate, ...]:
         return self._histories.get((jurisdiction, rate_type), ())
 
     def name_of(self, jurisdiction: str) -> str:
-        history = next((h for key, h in self._histories.items() if key[0] == jurisdiction), ())
-        return history[0].name if history else jurisdiction
+        return self._names.get(jurisdiction, jurisdiction)
 
     def rate_on(self, jurisdiction: str, day: date, rate_type: str = STANDARD) -> Rate:
         """The rate in force on `day`: the last row that started on or before it."""
