@@ -63,7 +63,10 @@ async def tenant_tx(pool: asyncpg.Pool, tenant_id: str) -> AsyncIterator[asyncpg
 
     A tenant id is a UUID, so BEGIN and the setting go to the server as one simple query: one round trip
     instead of two, on every transaction the service opens. The id is put in the SQL text only in its
-    canonical form (hex and dashes, nothing to escape); anything else takes the parameterised path."""
+    canonical form (hex and dashes, nothing to escape); anything else takes the parameterised path.
+
+    Inside it, a savepoint is a `SAVEPOINT` statement: asyncpg refuses `conn.transaction()` within a
+    transaction it did not start itself."""
     canonical = _canonical_uuid(tenant_id)
     if canonical is None:
         async with pool.acquire() as conn, conn.transaction():

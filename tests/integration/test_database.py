@@ -263,3 +263,24 @@ async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, a
         for command, seen in steps:  # the re-run
             view, changed = await payment_store.apply_transition(conn, pid, command, {}, "t", "c", seen)
             assert not changed and view.status == "completed" and view.event_seq == 3
+
+
+async def test_a_savepoint_inside_a_tenant_transaction_undoes_only_its_part(stack: Stack,
+                                                                           app_pool: asyncpg.Pool) -> None:
+    """Inside `tenant_tx`, partial undo is a SAVEPOINT statement (asyncpg's nested `transaction()` is refused in
+    a transaction it did not start, which is how the canonical-UUID path begins)."""
+    tid, _ = await stack.new_tenant()
+    kept, undone = f"cus_{uuid.uuid4().hex[:12]}", f"cus_{uuid.uuid4().hex[:12]}"
+    insert = "INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)"
+    async with tenant_tx(app_pool, tid) as conn:
+        with pytest.raises(asyncpg.InterfaceError):
+            async with conn.transaction():
+                pass
+        await conn.execute(insert, kept, tid)
+        await conn.execute("SAVEPOINT part")
+        await conn.execute(insert, undone, tid)
+        await conn.execute("ROLLBACK TO SAVEPOINT part")
+    async with tenant_tx(app_pool, tid) as conn:
+        found = await conn.fetch("SELECT customer_id FROM paysaga.customers WHERE customer_id = ANY($1::text[])",
+                                 [kept, undone])
+    assert [r["customer_id"] for r in found] == [kept]
