@@ -14,6 +14,13 @@ from services.errors import MEDIA_TYPE, ServiceError
 
 # POST routes whose answer waits for a workflow to start.
 STARTS = re.compile(r"^/v1/payments(/[^/]+/refunds)?/?$")
+# The route template a shed request is counted under: it is answered before routing, and the latency histogram
+# labels by template, so that an operator sees sheds beside the admitted answers of the same route.
+ROUTE_LABEL = "paysaga.route_label"
+
+
+def _template(path: str) -> str:
+    return "/v1/payments/{payment_id}/refunds" if path.rstrip("/").endswith("/refunds") else "/v1/payments"
 
 
 class AdmissionGate:
@@ -31,6 +38,7 @@ class AdmissionGate:
         except ServiceError as refused:
             if refused.slug != overloaded("").slug:
                 raise
+            scope[ROUTE_LABEL] = _template(scope["path"])
             await _answer(send, refused, scope["path"])
 
 

@@ -34,7 +34,7 @@ from api import (
     tax,
     webhooks,
 )
-from api.admission_gate import AdmissionGate
+from api.admission_gate import ROUTE_LABEL, AdmissionGate
 from api.input_guard import InputGuard
 from api.metrics import ApiMetrics
 from api.pan_guard import PanGuard
@@ -81,7 +81,7 @@ class RequestTimer:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            label = getattr(route, "path", "unmatched")
+            label = getattr(route, "path", None) or scope.get(ROUTE_LABEL, "unmatched")
             self.metrics.request_seconds.labels(scope["method"], label, str(status)).observe(
                 time.perf_counter() - started
             )

@@ -53,6 +53,10 @@ async def test_a_saturated_process_sheds_starts_at_once_and_the_retry_gets_its_p
         shed = await pay(http, cid, pm, key="order-shed")
         shed_ms = (time.perf_counter() - started) * 1000
         held = await first
+        metrics = (await http.get("/metrics")).text
+    # Answered before routing, the shed POST is still counted under its route, beside the admitted ones.
+    assert 'method="POST",route="/v1/payments",status="503"' in metrics
+    assert 'route="unmatched"' not in metrics
     assert shed.status_code == 503 and shed.json()["type"].endswith("/overloaded")
     assert shed.headers["Retry-After"] == "1" and shed_ms < 100, shed_ms
     assert held.status_code == 503 and held.json()["type"].endswith("/overloaded")  # Temporal did not answer
