@@ -44,6 +44,8 @@ class BuiltinScorer:
     """``domain.fraud.score`` behind the port."""
 
     name = BUILTIN_MODEL
+    # Pure arithmetic in this process: safe to ask inside a database transaction.
+    in_process = True
 
     def __init__(self, policy: FraudPolicy | None = None) -> None:
         self.policy = policy or FraudPolicy()

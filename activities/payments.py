@@ -101,8 +101,12 @@ class PaymentActivities:
             features = await gather_features(conn, inp.payment_id)
             token = await methods.provider_token(conn, inp.payment_method_id)
             settlement_currency = (await accounts.settings_of(conn)).settlement_currency
-        # The model is asked outside the transaction: a slow remote model never holds a database connection.
-        fraud = await self._assess_fraud(req, features)
+            # A scorer in this process answers in microseconds and does no I/O: its score is written in the same
+            # transaction. Any other model is asked after it: a slow one never holds a database connection.
+            in_process = getattr(self._ai, "in_process", False)
+            fraud = await self._assess_fraud(req, features, conn) if in_process else None
+        if not in_process:
+            fraud = await self._assess_fraud(req, features)
         return Admission(view=view, risk=risk, fraud=fraud, payment_method_token=token,
                          settlement_currency=settlement_currency if settlement_currency != inp.currency else None)
 
@@ -151,10 +155,15 @@ class PaymentActivities:
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from exc
         return await self._assess_fraud(req, features)
 
-    async def _assess_fraud(self, req: RiskRequest, features: FraudFeatures) -> FraudResult | None:
+    async def _assess_fraud(self, req: RiskRequest, features: FraudFeatures,
+                            conn: asyncpg.Connection | None = None) -> FraudResult | None:
+        """Score, and store the score once (in `conn`'s transaction if given, else in one of its own)."""
         assessment = await self._ai.score_payment(features)
-        async with tenant_tx(self._pool, req.tenant_id) as conn:
+        if conn is not None:
             stored = await record_assessment(conn, req.payment_id, assessment)
+        else:
+            async with tenant_tx(self._pool, req.tenant_id) as own:
+                stored = await record_assessment(own, req.payment_id, assessment)
         if stored is None:
             return None
         return FraudResult(score=stored.score, action=stored.action, reasons=[r.code for r in stored.top_reasons])
