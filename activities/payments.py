@@ -76,6 +76,9 @@ class PaymentActivities:
         self._provider = provider
         self._limits = limits
         self._ai: AIClient = ai or BuiltinScorer(FraudPolicy())
+        # A scorer in this process answers in microseconds and does no I/O: its score is written in the admission's
+        # transaction. Any other model is asked after it: a slow one never holds a database connection.
+        self._score_in_tx: bool = getattr(self._ai, "in_process", False)
         self._dunning = dunning
         self._rates = rates  # what a conversion's rate is quoted against (activities/fx)
 
@@ -101,11 +104,9 @@ class PaymentActivities:
             features = await gather_features(conn, inp.payment_id)
             token = await methods.provider_token(conn, inp.payment_method_id)
             settlement_currency = (await accounts.settings_of(conn)).settlement_currency
-            # A scorer in this process answers in microseconds and does no I/O: its score is written in the same
-            # transaction. Any other model is asked after it: a slow one never holds a database connection.
-            in_process = getattr(self._ai, "in_process", False)
-            fraud = await self._assess_fraud(req, features, conn) if in_process else None
-        if not in_process:
+            if self._score_in_tx:
+                fraud = await self._assess_fraud(req, features, conn)
+        if not self._score_in_tx:
             fraud = await self._assess_fraud(req, features)
         return Admission(view=view, risk=risk, fraud=fraud, payment_method_token=token,
                          settlement_currency=settlement_currency if settlement_currency != inp.currency else None)

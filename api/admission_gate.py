@@ -19,8 +19,7 @@ STARTS = re.compile(r"^/v1/payments(/[^/]+/refunds)?/?$")
 ROUTE_LABEL = "paysaga.route_label"
 
 
-def _template(path: str) -> str:
-    return "/v1/payments/{payment_id}/refunds" if path.rstrip("/").endswith("/refunds") else "/v1/payments"
+TEMPLATES = ("/v1/payments", "/v1/payments/{payment_id}/refunds")  # STARTS without and with its group
 
 
 class AdmissionGate:
@@ -28,7 +27,8 @@ class AdmissionGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not STARTS.match(scope["path"]):
+        start = STARTS.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if start is None:
             await self.app(scope, receive, send)
             return
         admission = scope["app"].state.ctx.admission
@@ -38,7 +38,7 @@ class AdmissionGate:
         except ServiceError as refused:
             if refused.slug != overloaded("").slug:
                 raise
-            scope[ROUTE_LABEL] = _template(scope["path"])
+            scope[ROUTE_LABEL] = TEMPLATES[start.group(1) is not None]
             await _answer(send, refused, scope["path"])
 
 
