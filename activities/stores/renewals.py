@@ -210,23 +210,40 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
     already (a retried batch) is not written again."""
     if not planned:
         return []
+    # Born in their final state: numbered, finalized (and written off or voided) as they are inserted, instead of
+    # inserted as drafts and rewritten, every row and index entry twice. The numbers are taken for the invoices
+    # not written yet (a retried batch's are skipped first), so the series stays gapless.
+    known = {r["invoice_id"] for r in await conn.fetch(
+        "SELECT invoice_id FROM paysaga.invoices WHERE invoice_id = ANY($1::text[])", [p.invoice_id for p in planned])}
+    planned = [p for p in planned if p.invoice_id not in known]
+    numbers = iter(await take_numbers(
+        conn, tenant_id, SERIES, sum(1 for p in planned if p.collect is not Collection.KEEP_AS_DRAFT)))
+    out = [p if p.collect is Collection.KEEP_AS_DRAFT else replace(p, invoice=replace(p.invoice, number=next(numbers)))
+           for p in planned]
     inserted = {r["invoice_id"] for r in await conn.fetch(
         """INSERT INTO paysaga.invoices (invoice_id, tenant_id, customer_id, currency, collection_method,
-               days_until_due, series, period_start, period_end, subscription_id, metadata, workflow_id, event_seq)
+               days_until_due, series, period_start, period_end, subscription_id, metadata, workflow_id, event_seq,
+               status, number, due_date, finalized_at, customer_snapshot, seller_snapshot, tax_quote, locale,
+               credit_applied_micros, paid_at, uncollectible_at, voided_at, void_reason, updated_at)
            SELECT r.invoice_id, $1, r.customer_id, r.currency, r.collection_method, r.days_until_due, $2,
-                  r.period_start, r.period_end, r.subscription_id, r.metadata, r.workflow_id, 1
+                  r.period_start, r.period_end, r.subscription_id, r.metadata, r.workflow_id, r.event_seq,
+                  r.status, r.number, r.due_date, CASE WHEN r.status <> 'draft' THEN $4::timestamptz END,
+                  r.customer_snapshot, r.seller_snapshot, r.tax_quote, r.locale, r.credit_applied_micros,
+                  CASE WHEN r.status = 'paid' THEN $4::timestamptz END,
+                  CASE WHEN r.status = 'uncollectible' THEN $4::timestamptz END,
+                  CASE WHEN r.status = 'void' THEN $4::timestamptz END,
+                  CASE WHEN r.status = 'void' THEN 'collection paused (void)' END,
+                  CASE WHEN r.status <> 'draft' THEN $4::timestamptz ELSE now() END
              FROM jsonb_to_recordset($3::text::jsonb) AS r(invoice_id text, customer_id text, currency text,
                   collection_method text, days_until_due int, period_start date, period_end date,
-                  subscription_id text, metadata jsonb, workflow_id text)
+                  subscription_id text, metadata jsonb, workflow_id text, event_seq int, status text, number text,
+                  due_date date, customer_snapshot jsonb, seller_snapshot jsonb, tax_quote jsonb, locale text,
+                  credit_applied_micros bigint)
            ON CONFLICT DO NOTHING RETURNING invoice_id""",
-        tenant_id, SERIES, dumps([{
-            "invoice_id": p.invoice_id, "customer_id": p.invoice.customer_id, "currency": p.invoice.currency,
-            "collection_method": p.invoice.collection_method, "days_until_due": p.invoice.days_until_due,
-            "period_start": p.period_start.date(), "period_end": p.period_end.date(),
-            "subscription_id": p.subscription_id, "metadata": p.metadata,
-            "workflow_id": invoice_workflow_id(tenant_id, p.invoice_id)} for p in planned]))}
-    planned = [p for p in planned if p.invoice_id in inserted]
-    lines = [(p, n, line) for p in planned for n, line in enumerate(p.invoice.lines, start=1)]
+        tenant_id, SERIES, dumps([_insert_row(p, tenant_id) for p in out]), now)}
+    if len(inserted) != len(out):  # the subscriptions' row locks keep other writers out: this is a bug, not a race
+        raise RuntimeError(f"{len(out) - len(inserted)} of a batch's invoices appeared while it was written")
+    lines = [(p, n, line) for p in out for n, line in enumerate(p.invoice.lines, start=1)]
     await conn.execute(
         """INSERT INTO paysaga.invoice_lines (tenant_id, invoice_id, line_id, position, description, quantity,
                unit_amount, amount_micros, period_start, period_end, tax_code, taxes, price_id, proration)
@@ -241,38 +258,7 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
             "period_start": line.period_start, "period_end": line.period_end, "tax_code": line.tax_code,
             "taxes": invoice_store.taxes_json(line.taxes), "price_id": p.price_ids.get(line.line_id),
             "proration": line.line_id in p.prorations} for p, n, line in lines]))
-    finalized = sum(1 for p in planned if p.collect is not Collection.KEEP_AS_DRAFT)
-    numbers = iter(await take_numbers(conn, tenant_id, SERIES, finalized))
-    out = [p if p.collect is Collection.KEEP_AS_DRAFT else replace(p, invoice=replace(p.invoice, number=next(numbers)))
-           for p in planned]
     written = [p for p in out if p.collect is not Collection.KEEP_AS_DRAFT]
-    await conn.execute(
-        """UPDATE paysaga.invoices i SET status = r.status, number = r.number, due_date = r.due_date,
-               finalized_at = $2::timestamptz, customer_snapshot = r.customer_snapshot,
-               seller_snapshot = r.seller_snapshot, tax_quote = r.tax_quote, locale = r.locale,
-               credit_applied_micros = r.credit_applied_micros,
-               paid_at = CASE WHEN r.status = 'paid' THEN $2::timestamptz END, event_seq = 2,
-               updated_at = $2::timestamptz
-             FROM jsonb_to_recordset($1::text::jsonb) AS r(invoice_id text, status text, number text, due_date date,
-                  customer_snapshot jsonb, seller_snapshot jsonb, tax_quote jsonb, locale text,
-                  credit_applied_micros bigint)
-            WHERE i.invoice_id = r.invoice_id AND i.status = 'draft'""",
-        dumps([{"invoice_id": p.invoice_id, "status": p.invoice.status.value, "number": p.invoice.number,
-                "due_date": p.invoice.due_date, "customer_snapshot": p.customer_snapshot,
-                "seller_snapshot": p.seller_snapshot,
-                "tax_quote": p.tax_quote.model_dump(mode="json") if p.tax_quote else None, "locale": p.locale,
-                "credit_applied_micros": p.invoice.credit_applied.micros if p.invoice.credit_applied else 0}
-               for p in written]), now)
-    written_off = [p for p in written if len(_status_after(p)) > 1]
-    if written_off:
-        await conn.execute(
-            """UPDATE paysaga.invoices i SET status = r.status, event_seq = 3, updated_at = $2::timestamptz,
-                   uncollectible_at = CASE WHEN r.status = 'uncollectible' THEN $2::timestamptz END,
-                   voided_at = CASE WHEN r.status = 'void' THEN $2::timestamptz END,
-                   void_reason = CASE WHEN r.status = 'void' THEN 'collection paused (void)' END
-                 FROM jsonb_to_recordset($1::text::jsonb) AS r(invoice_id text, status text)
-                WHERE i.invoice_id = r.invoice_id AND i.status = 'open'""",
-            dumps([{"invoice_id": p.invoice_id, "status": _status_after(p)[-1][1].value} for p in written_off]), now)
     await _invoice_events(conn, tenant_id, out, actor, correlation_id, now)
     entries: list[JournalEntry | None] = []
     for p in written:
@@ -287,6 +273,25 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
     if tax_provider == "builtin" and committed:
         await commit_tax(conn, tenant_id, committed)
     return out
+
+
+def _insert_row(p: PlannedInvoice, tenant_id: str) -> dict[str, Any]:
+    """The invoice's row as it stands after its first transaction (see `_status_after`)."""
+    steps = _status_after(p)
+    final = steps[-1][1] if steps else InvoiceStatus.DRAFT
+    row: dict[str, Any] = {
+        "invoice_id": p.invoice_id, "customer_id": p.invoice.customer_id, "currency": p.invoice.currency,
+        "collection_method": p.invoice.collection_method, "days_until_due": p.invoice.days_until_due,
+        "period_start": p.period_start.date(), "period_end": p.period_end.date(),
+        "subscription_id": p.subscription_id, "metadata": p.metadata,
+        "workflow_id": invoice_workflow_id(tenant_id, p.invoice_id), "event_seq": 1 + len(steps),
+        "status": final.value, "credit_applied_micros": 0}
+    if steps:
+        row.update({"number": p.invoice.number, "due_date": p.invoice.due_date,
+                    "customer_snapshot": p.customer_snapshot, "seller_snapshot": p.seller_snapshot,
+                    "tax_quote": p.tax_quote.model_dump(mode="json") if p.tax_quote else None, "locale": p.locale,
+                    "credit_applied_micros": p.invoice.credit_applied.micros if p.invoice.credit_applied else 0})
+    return row
 
 
 def _invoice_row(p: PlannedInvoice, tenant_id: str, now: datetime, status: InvoiceStatus) -> dict[str, Any]:

@@ -284,3 +284,40 @@ async def test_a_savepoint_inside_a_tenant_transaction_undoes_only_its_part(stac
         found = await conn.fetch("SELECT customer_id FROM paysaga.customers WHERE customer_id = ANY($1::text[])",
                                  [kept, undone])
     assert [r["customer_id"] for r in found] == [kept]
+
+
+async def test_a_finalized_invoices_lines_change_only_in_the_transaction_that_wrote_it(
+        stack: Stack, app_pool: asyncpg.Pool) -> None:
+    """An invoice may be born finalized with its lines in one transaction; after that (or for an invoice
+    finalized later, or inside a savepoint) its lines are frozen."""
+    tid, _ = await stack.new_tenant()
+    cid, suffix = f"cus_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    invoice = """INSERT INTO paysaga.invoices (invoice_id, tenant_id, customer_id, currency, status, number,
+                     finalized_at, workflow_id)
+                 VALUES ($1, $2, $3, 'EUR', $4, $5, CASE WHEN $4 <> 'draft' THEN now() END, 'invoice/' || $1)"""
+    line = """INSERT INTO paysaga.invoice_lines (tenant_id, invoice_id, line_id, position, description, quantity,
+                  unit_amount, amount_micros) VALUES ($1, $2, $3, $4, 'Seat', '1', '8.00', 8000000)"""
+    async with tenant_tx(app_pool, tid) as conn:
+        await conn.execute("INSERT INTO paysaga.customers (customer_id, tenant_id) VALUES ($1, $2)", cid, tid)
+        await conn.execute(invoice, f"in_born_{suffix}", tid, cid, "open", f"T-{suffix}-1")
+        await conn.execute(line, tid, f"in_born_{suffix}", "l1", 1)  # born finalized, with its lines
+        await conn.execute(invoice, f"in_draft_{suffix}", tid, cid, "draft", None)
+    for sql, args in ((line, (tid, f"in_born_{suffix}", "l2", 2)),  # a later transaction
+                      ("DELETE FROM paysaga.invoice_lines WHERE invoice_id = $1", (f"in_born_{suffix}",))):
+        with pytest.raises(asyncpg.CheckViolationError, match="its lines cannot change"):
+            async with tenant_tx(app_pool, tid) as conn:
+                await conn.execute(sql, *args)
+    with pytest.raises(asyncpg.CheckViolationError, match="its lines cannot change"):
+        async with tenant_tx(app_pool, tid) as conn:  # finalized in this transaction, but not born in it
+            await conn.execute("UPDATE paysaga.invoices SET status = 'open', number = $2, finalized_at = now() "
+                               "WHERE invoice_id = $1", f"in_draft_{suffix}", f"T-{suffix}-2")
+            await conn.execute(line, tid, f"in_draft_{suffix}", "l1", 1)
+    with pytest.raises(asyncpg.CheckViolationError, match="its lines cannot change"):
+        async with tenant_tx(app_pool, tid) as conn:  # inside a savepoint the guard fails closed
+            await conn.execute("SAVEPOINT s")
+            await conn.execute(invoice, f"in_sp_{suffix}", tid, cid, "open", f"T-{suffix}-3")
+            await conn.execute(line, tid, f"in_sp_{suffix}", "l1", 1)
+    async with tenant_tx(app_pool, tid) as conn:
+        lines = await conn.fetchval("SELECT count(*) FROM paysaga.invoice_lines WHERE invoice_id = $1",
+                                    f"in_born_{suffix}")
+    assert lines == 1
