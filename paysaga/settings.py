@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     tenant_rate_limit_per_second: float = Field(default=100.0, description="Requests per second per tenant; 0: off")
     tenant_rate_limit_burst: float = Field(default=200.0, description="Requests a tenant may make at once")
     api_max_inflight_starts: int = Field(default=16, ge=1, description="Workflow starts in flight per API process")
-    api_start_queue_wait_seconds: float = Field(default=0.05, description="Wait for a start slot, then 503")
+    api_start_queue_wait_seconds: float = Field(default=0.02, description="Wait for a start slot, then 503")
     api_start_timeout_seconds: float = Field(default=8.0, description="A start Temporal does not answer by then: 503")
     idempotency_ttl_hours: int = 48
     idempotency_lease_seconds: int = 60
