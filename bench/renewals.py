@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -134,9 +135,10 @@ def _descends(pid: int, ancestor: int) -> bool:
     return False
 
 
-def cpu(workdir: Path, worker: int) -> dict[str, float]:
+def cpu(workdir: Path, worker: int, network: int) -> dict[str, float]:
     roles = processes(workdir)
     return {"worker": ticks(worker), "bench (API, seeding, client)": ticks(os.getpid()),
+            "sandbox network (Stripe's stand-in)": ticks(network),
             **{k: sum(ticks(p) for p in v) for k, v in roles.items()}}
 
 
@@ -157,11 +159,27 @@ async def undelivered_webhooks(stack: Stack) -> int:
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> str:
-    async with running_stack(workdir) as stack:
-        return await _bench(args, stack, workdir)
+    # The sandbox network (Stripe's stand-in: webhook delivery, settlement) runs as its own process, as `paysaga
+    # dev` runs it, so that its CPU is counted apart from the API's.
+    async with running_stack(workdir, network=False) as stack:
+        network = spawn_network(stack)
+        try:
+            return await _bench(args, stack, workdir, network.pid)
+        finally:
+            network.send_signal(signal.SIGTERM)
+            network.wait(30)
 
 
-async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path) -> str:
+def spawn_network(stack: Stack) -> subprocess.Popen[bytes]:
+    s = stack.settings
+    environ = {**os.environ, "DATABASE_URL": s.database_url, "PAYSAGA_API_HOST": s.api_host,
+               "PAYSAGA_API_PORT": str(s.api_port), "PAYSAGA_SANDBOX_SETTLE_DELAY_MS": str(s.sandbox_settle_delay_ms),
+               "PAYSAGA_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, "-m", "paysaga.cli", "sandbox-network"], env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path, network: int) -> str:
     tenant_id, api_key = await stack.new_tenant(["payments", "finance"])
     async with stack.http(api_key) as http:
         await seller(http)
@@ -187,7 +205,7 @@ async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path) -> str:
     queue = f"renewals-bench-{uuid.uuid4().hex[:6]}"
     worker = spawn_worker(stack, queue, PAYSAGA_SCHEDULES_ENABLED="false")
     await asyncio.sleep(3)  # the worker connects
-    before = cpu(workdir, worker.pid)
+    before = cpu(workdir, worker.pid, network)
     inp = RenewalRunInput(at=at, batch_size=args.batch_size, settle_wait_seconds=60,
                           pacing=Pacing(rate_per_second=args.rate))
     run_id = f"renewals-bench-{uuid.uuid4().hex[:6]}"
@@ -209,7 +227,7 @@ async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path) -> str:
     progress = result.result()
     total = time.monotonic() - t1
     invoiced_at = invoiced_at or total
-    after = cpu(workdir, worker.pid)
+    after = cpu(workdir, worker.pid, network)
     # The run is settled by its own polls; the provider's webhooks about the same payments may still be queued at
     # the sandbox network. Delivering them is work the stack does for these renewals too: measured apart.
     backlog = await undelivered_webhooks(stack)
@@ -217,7 +235,7 @@ async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path) -> str:
     while await undelivered_webhooks(stack) and time.monotonic() - t2 < args.drain_timeout:
         await asyncio.sleep(1.0)
     drain_s, left = time.monotonic() - t2, await undelivered_webhooks(stack)
-    drained = cpu(workdir, worker.pid)
+    drained = cpu(workdir, worker.pid, network)
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)
     runs, run_actions = await actions_of(stack.client, f"WorkflowId = '{run_id}'")

@@ -11,7 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -131,7 +131,9 @@ def test_settings(db: Databases, client: Client, api_port: int, **overrides: obj
 
 
 @asynccontextmanager
-async def running_stack(workdir: Path) -> AsyncIterator[Stack]:
+async def running_stack(workdir: Path, *, network: bool = True) -> AsyncIterator[Stack]:
+    """PostgreSQL, Temporal, the API and a worker in this process, and (unless a caller runs its own, e.g. as a
+    process of its own) the sandbox provider's network."""
     async with postgres_server(workdir) as server_url, temporal_client() as client:
         db = await fresh_database(server_url)
         port = devstack.free_port()
@@ -143,7 +145,8 @@ async def running_stack(workdir: Path) -> AsyncIterator[Stack]:
         api_task = asyncio.create_task(server.serve())
         try:
             # The sandbox provider's network (webhooks, settlement) runs beside them, as `paysaga dev` runs it.
-            async with running_worker(client, settings), running_network(settings):
+            async with running_worker(client, settings), (
+                    running_network(settings) if network else nullcontext()):
                 while not server.started:
                     await asyncio.sleep(0.05)
                 yield Stack(settings, client, db, f"http://127.0.0.1:{port}", admin_pool, app)
