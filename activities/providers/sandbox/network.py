@@ -88,6 +88,9 @@ class Tuning:
     idle_seconds: float = 60.0  # longest sleep: a safety net should a notification ever be missed
     lease_seconds: float = 60.0  # how long a claimed event is not offered again; > the longest delivery
     min_wait_seconds: float = 0.01  # floor of a sleep, so rows locked by others cannot make the loop spin
+    # A finished delivery wakes the loop this much later, so that the deliveries finishing meanwhile share one
+    # pass (one verdict statement, one claim) instead of a pass each.
+    refill_delay_seconds: float = 0.02
     post_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 5.0
 
@@ -102,6 +105,7 @@ class SandboxNetwork:
         self._tuning = tuning or Tuning()
         self._transport = transport  # injected (tests) or made in run() and closed there
         self._wake = asyncio.Event()
+        self._refill: asyncio.TimerHandle | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         # Verdicts not written yet: (event_id, attempts, state, error) and (event_id, attempts, backoff, error).
         # Until they are, each event's lease keeps it from being offered again.
@@ -128,6 +132,8 @@ class SandboxNetwork:
                         await asyncio.wait_for(stop.wait(), 1.0)
         finally:
             forward.cancel()
+            if self._refill is not None:
+                self._refill.cancel()
             await self._drain()
             with contextlib.suppress(*_DB_ERRORS):
                 await self._write_verdicts()
@@ -210,7 +216,13 @@ class SandboxNetwork:
 
     def _done(self, event_id: str) -> None:
         self._in_flight.pop(event_id, None)
-        self._wake.set()  # capacity is back, and a retry may be due before anything we knew of
+        # Capacity is back, a verdict is to be written, and a retry may be due before anything we knew of.
+        if self._refill is None:
+            self._refill = asyncio.get_running_loop().call_later(self._tuning.refill_delay_seconds, self._refilled)
+
+    def _refilled(self) -> None:
+        self._refill = None
+        self._wake.set()
 
     async def _deliver(self, courier: Courier, event: Claimed) -> None:
         self._record(event, await courier.deliver(event))
