@@ -13,7 +13,9 @@ import random
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
+import aiohttp
 import httpx
 import structlog
 
@@ -59,20 +61,77 @@ def backoff_seconds(attempts: int) -> float:
     return FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)
 
 
-class Courier:
-    """Posts events through one keep-alive transport, at most `max_posts` at a time.
+class Unreachable(Exception):
+    """No answer: refused, reset, timed out."""
 
-    It speaks to httpx's transport, not through a client: a webhook is one POST to one fixed URL, with no
-    cookies, redirects or auth to handle, and the client's handling of those cost as much CPU as the transport's
-    own HTTP work (the sandbox runs beside paysaga on the same cores, where Stripe's servers would not)."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport, max_posts: int,
-                 timeout_seconds: float) -> None:
-        self._settings = settings
-        self._transport = transport
-        self._posts = asyncio.Semaphore(max_posts)
-        self._url = httpx.URL(settings.sandbox_webhook_target)
+class Poster(Protocol):
+    """One POST of a webhook to the endpoint; answers the status code, raises `Unreachable` for no answer."""
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpPoster:
+    """aiohttp's client on `max_posts` keep-alive connections: about a seventh of the CPU per POST that httpx
+    spent (122 to 144 µs against 891 to 1,052 µs, 3,000 posts of a 1.5 KB body to a local uvicorn), which matters
+    because the sandbox runs beside paysaga on the same cores, where Stripe's servers would not. The session is
+    made on first use, inside the event loop that posts."""
+
+    def __init__(self, url: str, max_posts: int, timeout_seconds: float) -> None:
+        self._url, self._max_posts, self._timeout_seconds = url, max_posts, timeout_seconds
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> int:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_posts),
+                timeout=aiohttp.ClientTimeout(total=self._timeout_seconds), skip_auto_headers=("Accept-Encoding",))
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as resp:
+                await resp.read()  # the whole answer, so that the connection goes back to the pool
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class TransportPoster:
+    """POSTs through an httpx transport: what tests give the network (`httpx.MockTransport`) to stand in for
+    the endpoint."""
+
+    def __init__(self, url: str, transport: httpx.AsyncBaseTransport, timeout_seconds: float) -> None:
+        self._url, self._transport = httpx.URL(url), transport
         self._timeout = httpx.Timeout(timeout_seconds).as_dict()
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> int:
+        request = httpx.Request("POST", self._url, content=body, headers=headers,
+                                extensions={"timeout": self._timeout})
+        try:
+            resp = await self._transport.handle_async_request(request)
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        return resp.status_code
+
+    async def aclose(self) -> None:
+        """The transport is its owner's to close."""
+
+
+class Courier:
+    """Posts events through one poster, at most `max_posts` at a time."""
+
+    def __init__(self, settings: Settings, poster: Poster, max_posts: int) -> None:
+        self._settings = settings
+        self._poster = poster
+        self._posts = asyncio.Semaphore(max_posts)
 
     async def deliver(self, event: Claimed) -> Outcome:
         if not self._settings.sandbox_subscribes_to(event.type):  # like an endpoint's enabled_events on Stripe
@@ -91,23 +150,18 @@ class Courier:
 
     async def _post(self, event: Claimed) -> Outcome:
         secret = self._settings.webhook_secret_list[0]
-        request = httpx.Request("POST", self._url, content=event.body, extensions={"timeout": self._timeout},
-                                headers={"Stripe-Signature": sign(event.body, secret, int(time.time())),
-                                         "Content-Type": "application/json", "User-Agent": USER_AGENT})
+        headers = {"Stripe-Signature": sign(event.body, secret, int(time.time())),
+                   "Content-Type": "application/json", "User-Agent": USER_AGENT}
         try:
-            resp = await self._transport.handle_async_request(request)
-            try:
-                await resp.aread()  # the whole answer, so that the connection goes back to the pool
-            finally:
-                await resp.aclose()
-        except httpx.HTTPError as exc:
+            status = await self._poster.post(event.body, headers)
+        except Unreachable as exc:
             log.warning("sandbox.webhook_unreachable", error=str(exc), event_id=event.event_id)
-            return Outcome(Verdict.RETRY, f"unreachable: {type(exc).__name__}: {exc}")
-        if resp.status_code < 300:
+            return Outcome(Verdict.RETRY, f"unreachable: {exc}")
+        if status < 300:
             return Outcome(Verdict.DELIVERED)
-        log.warning("sandbox.webhook_rejected", status=resp.status_code, event_id=event.event_id)
-        final = 400 <= resp.status_code < 500 and resp.status_code != 409
-        return Outcome(Verdict.REJECTED if final else Verdict.RETRY, f"HTTP {resp.status_code}")
+        log.warning("sandbox.webhook_rejected", status=status, event_id=event.event_id)
+        final = 400 <= status < 500 and status != 409
+        return Outcome(Verdict.REJECTED if final else Verdict.RETRY, f"HTTP {status}")
 
 
 def _best(outcomes: list[Outcome]) -> Outcome:

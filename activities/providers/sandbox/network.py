@@ -28,7 +28,17 @@ import httpx
 import structlog
 
 from activities.providers.sandbox.connect import settle_due_payouts
-from activities.providers.sandbox.delivery import MAX_ATTEMPTS, Claimed, Courier, Outcome, Verdict, backoff_seconds
+from activities.providers.sandbox.delivery import (
+    MAX_ATTEMPTS,
+    AiohttpPoster,
+    Claimed,
+    Courier,
+    Outcome,
+    Poster,
+    TransportPoster,
+    Verdict,
+    backoff_seconds,
+)
 from activities.providers.sandbox.disputes import decide_due_disputes
 from activities.providers.sandbox.events import CHANNEL
 from activities.providers.sandbox.intents import settle_due_intents
@@ -81,9 +91,7 @@ _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 class Tuning:
     batch_size: int = 100  # rows claimed (or settled) per statement
     max_in_flight: int = 64  # events being delivered at once
-    # HTTP requests at once (and keep-alive connections). Few: httpcore checks every pooled connection on every
-    # request, so each one more costs every post (16 spent a third more CPU per delivered event than 8), and
-    # one API process takes no more at once anyway.
+    # HTTP requests at once (and keep-alive connections): one API process takes no more at once anyway.
     max_posts: int = 8
     idle_seconds: float = 60.0  # longest sleep: a safety net should a notification ever be missed
     lease_seconds: float = 60.0  # how long a claimed event is not offered again; > the longest delivery
@@ -118,9 +126,10 @@ class SandboxNetwork:
         """Serve until `stop` is set, then let deliveries in flight finish or hand them back."""
         stop = stop or asyncio.Event()
         forward = asyncio.create_task(_set_when(stop, self._wake))
-        own_transport = self._transport is None
-        transport = self._transport or _transport(self._tuning)
-        courier = Courier(self._settings, transport, self._tuning.max_posts, self._tuning.post_timeout_seconds)
+        t, target = self._tuning, self._settings.sandbox_webhook_target
+        poster: Poster = (TransportPoster(target, self._transport, t.post_timeout_seconds) if self._transport
+                          else AiohttpPoster(target, t.max_posts, t.post_timeout_seconds))
+        courier = Courier(self._settings, poster, t.max_posts)
         log.info("sandbox.network_started", target=self._settings.sandbox_webhook_target)
         try:
             while not stop.is_set():
@@ -137,8 +146,7 @@ class SandboxNetwork:
             await self._drain()
             with contextlib.suppress(*_DB_ERRORS):
                 await self._write_verdicts()
-            if own_transport:
-                await transport.aclose()
+            await poster.aclose()
             log.info("sandbox.network_stopped")
 
     # --- the loop -------------------------------------------------------------------------------------------
@@ -261,11 +269,6 @@ class SandboxNetwork:
         if unfinished:
             with contextlib.suppress(*_DB_ERRORS):
                 await self._pool.execute(_RELEASE, unfinished)
-
-
-def _transport(tuning: Tuning) -> httpx.AsyncHTTPTransport:
-    limits = httpx.Limits(max_connections=tuning.max_posts, max_keepalive_connections=tuning.max_posts)
-    return httpx.AsyncHTTPTransport(limits=limits)
 
 
 async def _set_when(stop: asyncio.Event, wake: asyncio.Event) -> None:
