@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import uvloop  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.api.history.v1 import HistoryEvent  # noqa: E402
 from temporalio.client import Client  # noqa: E402
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pt-bench-renewals-"))
     command = "bench/renewals.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"$ {command}\n" + asyncio.run(bench(args, workdir)))
+    # The API serves in this process; on uvloop, as `paysaga api` serves it.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        print(f"$ {command}\n" + runner.run(bench(args, workdir)))
     return 0
 
 
