@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from contracts import search_attributes as sa
 from paysaga import devstack
+from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,3 +35,12 @@ def test_dbmate_url_speaks_lib_pq() -> None:
     assert devstack.dbmate_url("postgresql://postgres@/paysaga?host=/tmp/pg") == (
         "postgres://postgres@/paysaga?socket=/tmp/pg&sslmode=disable")
     assert devstack.dbmate_url("postgresql://u:p@db:5432/x?sslmode=require") == "postgres://u:p@db:5432/x?sslmode=require"
+
+
+async def test_the_embedded_postgres_checkpoints_far_apart(stack: Stack) -> None:
+    """A bulk job's WAL is not rewritten whole after a checkpoint every half gigabyte."""
+    if os.environ.get("PAYSAGA_TEST_DATABASE_ADMIN_URL"):
+        pytest.skip("a server of the caller's, not the embedded one")
+    settings = [await stack.admin_pool.fetchval(f"SHOW {name}")  # type: ignore[attr-defined]
+                for name in ("max_wal_size", "checkpoint_timeout")]
+    assert settings == ["8GB", "30min"]
