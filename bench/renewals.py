@@ -153,6 +153,14 @@ async def actions_of(client: Client, query: str) -> tuple[int, int]:
     return workflows, actions
 
 
+async def posts_per_webhook(stack: Stack) -> tuple[int, int]:
+    """(events delivered, POSTs it took): an event answered 409 (its payment's charge not recorded yet) or 5xx is
+    posted again."""
+    row = await stack.admin_pool.fetchrow(  # type: ignore[attr-defined]
+        "SELECT count(*) AS n, coalesce(sum(attempts), 0) AS posts FROM sandbox.events WHERE state = 'delivered'")
+    return int(row["n"]), int(row["posts"])
+
+
 async def undelivered_webhooks(stack: Stack) -> int:
     """Events the sandbox network has still to deliver (a first attempt or a retry due)."""
     return int(await stack.admin_pool.fetchval(  # type: ignore[attr-defined]
@@ -236,6 +244,7 @@ async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path, network:
     while await undelivered_webhooks(stack) and time.monotonic() - t2 < args.drain_timeout:
         await asyncio.sleep(1.0)
     drain_s, left = time.monotonic() - t2, await undelivered_webhooks(stack)
+    delivered, posts = await posts_per_webhook(stack)
     drained = cpu(workdir, worker.pid, network)
     worker.send_signal(signal.SIGTERM)
     worker.wait(30)
@@ -263,6 +272,8 @@ async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path, network:
         *(f"| CPU s: {k} | {v:.1f} |" for k, v in used.items()),
         f"| webhook events still queued at settle | {backlog} (delivered {backlog - left} in {drain_s:.1f} s after; "
         f"{left} left) |",
+        f"| webhook POSTs per delivered event (409s and 5xx posted again) | {posts / max(1, delivered):.2f} "
+        f"({posts} for {delivered}) |",
         "| CPU s delivering them: " + " / ".join(drain_used) + " | "
         + " / ".join(f"{v:.1f}" for v in drain_used.values()) + " |",
     ]

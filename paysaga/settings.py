@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         default=0, description="Emulated network latency after the provider has done the work (a slow answer)"
     )
     sandbox_webhook_duplicates: int = Field(default=1, ge=1, description="Deliver every event this many times")
+    # An event answered 409 (its payment's submission not recorded yet) or 5xx is tried again after this, doubling,
+    # 5 tries in all. Not much shorter: a bulk charge records its answers seconds after the provider wrote them, and
+    # each early try is a request the API answers for nothing.
+    sandbox_webhook_first_retry_seconds: float = Field(default=1.0, gt=0)
     sandbox_webhook_shuffle: bool = Field(default=False, description="Deliver events out of order")
     sandbox_fail_first_calls: int = Field(default=0, ge=0,
                                           description="Fault injection: the first N confirm calls of each payment fail")

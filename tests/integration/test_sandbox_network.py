@@ -100,8 +100,9 @@ async def databases(stack: Stack) -> Databases:
 
 @pytest.fixture
 async def sandbox(databases: Databases) -> AsyncIterator[Sandbox]:
+    # Retries 0.2 s apart (the default is 1 s, doubling): the tests here are about how many, not how long.
     settings = Settings(database_url=databases.app_url, sandbox_settle_delay_ms=50, sandbox_webhook_events="*",
-                        sandbox_webhook_url="http://endpoint.test")
+                        sandbox_webhook_url="http://endpoint.test", sandbox_webhook_first_retry_seconds=0.2)
     pool, admin = await create_pool(databases.app_url, max_size=8), await create_pool(databases.admin_url, max_size=2)
     await admin.execute("TRUNCATE sandbox.events, sandbox.disputes, sandbox.refunds, sandbox.payment_intents")
     try:

@@ -24,9 +24,9 @@ from paysaga.settings import Settings
 
 log = structlog.get_logger("paysaga.sandbox")
 
-# Stripe retries for days; a few quick tries are enough on one machine (0.2 s, 0.4 s, 0.8 s, 1.6 s between).
+# Stripe retries for days; a few tries are enough on one machine (by default 1, 2, 4 and 8 s between them:
+# `sandbox_webhook_first_retry_seconds`, doubling).
 MAX_ATTEMPTS = 5
-FIRST_BACKOFF_SECONDS = 0.2
 SHUFFLE_SPREAD_SECONDS = 0.2
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"  # what Stripe's webhook requests carry
 
@@ -56,9 +56,9 @@ class Outcome:
     error: str | None = None
 
 
-def backoff_seconds(attempts: int) -> float:
+def backoff_seconds(attempts: int, first: float) -> float:
     """Wait before the attempt after the `attempts`-th failed one."""
-    return FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1)
+    return first * 2 ** (attempts - 1)
 
 
 class Unreachable(Exception):

@@ -237,7 +237,8 @@ class SandboxNetwork:
 
     def _record(self, event: Claimed, outcome: Outcome) -> None:
         if outcome.verdict == Verdict.RETRY and event.attempts < MAX_ATTEMPTS:
-            self._rescheduled.append((event.event_id, event.attempts, backoff_seconds(event.attempts), outcome.error))
+            wait = backoff_seconds(event.attempts, self._settings.sandbox_webhook_first_retry_seconds)
+            self._rescheduled.append((event.event_id, event.attempts, wait, outcome.error))
             return
         state = "exhausted" if outcome.verdict == Verdict.RETRY else outcome.verdict.value
         if state == "exhausted":
