@@ -247,6 +247,10 @@ async def test_tables_that_outgrew_their_statistics_get_fresh_ones(stack: Stack,
         assert asyncio.get_running_loop().time() < deadline, analyzed
         await asyncio.sleep(0.2)
     assert "paysaga.inbox" not in await analyze_grown_tables(app_pool)
+    # ... from a small sample: the row counts are what a grown table's plans need; autovacuum brings the rest.
+    config = await stack.admin_pool.fetchval(  # type: ignore[attr-defined]
+        "SELECT proconfig FROM pg_proc WHERE oid = 'paysaga.analyze_grown_tables(bigint)'::regprocedure")
+    assert "default_statistics_target=10" in config
 
 
 async def test_rerun_of_several_committed_transitions_is_a_no_op(stack: Stack, app_pool: asyncpg.Pool) -> None:

@@ -111,7 +111,7 @@ class SandboxNetwork:
         self._pool = pool
         self._settings = settings
         self._tuning = tuning or Tuning()
-        self._transport = transport  # injected (tests) or made in run() and closed there
+        self._transport = transport  # an httpx transport standing in for the endpoint (tests); else aiohttp posts
         self._wake = asyncio.Event()
         self._refill: asyncio.TimerHandle | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
