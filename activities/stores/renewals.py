@@ -285,11 +285,11 @@ def _insert_row(p: PlannedInvoice, tenant_id: str) -> dict[str, Any]:
         "period_start": p.period_start.date(), "period_end": p.period_end.date(),
         "subscription_id": p.subscription_id, "metadata": p.metadata,
         "workflow_id": invoice_workflow_id(tenant_id, p.invoice_id), "event_seq": 1 + len(steps),
-        "status": final.value, "credit_applied_micros": 0}
+        "status": final.value, "locale": p.locale, "credit_applied_micros": 0}  # a draft's locale: its customer's
     if steps:
         row.update({"number": p.invoice.number, "due_date": p.invoice.due_date,
                     "customer_snapshot": p.customer_snapshot, "seller_snapshot": p.seller_snapshot,
-                    "tax_quote": p.tax_quote.model_dump(mode="json") if p.tax_quote else None, "locale": p.locale,
+                    "tax_quote": p.tax_quote.model_dump(mode="json") if p.tax_quote else None,
                     "credit_applied_micros": p.invoice.credit_applied.micros if p.invoice.credit_applied else 0})
     return row
 
