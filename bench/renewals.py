@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from paysaga import devstack  # noqa: E402
 from tests.integration.seeding import seed_due_subscriptions  # noqa: E402
 from tests.integration.test_invoices import customer, seller  # noqa: E402
 from tests.integration.test_subscriptions import price, subscribe, wait_subscription  # noqa: E402
-from tests.integration.test_worker_crash import spawn_worker  # noqa: E402
+from tests.integration.test_worker_crash import spawn_cli, spawn_worker  # noqa: E402
 from tests.stack import Stack, running_stack  # noqa: E402
 
 # What Temporal bills as an action, read off a history (Temporal Cloud's documented rules): a workflow started
@@ -171,21 +170,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> str:
     # The sandbox network (Stripe's stand-in: webhook delivery, settlement) runs as its own process, as `paysaga
     # dev` runs it, so that its CPU is counted apart from the API's.
     async with running_stack(workdir, network=False) as stack:
-        network = spawn_network(stack)
+        network = spawn_cli(stack, ["sandbox-network"],
+                            PAYSAGA_SANDBOX_SETTLE_DELAY_MS=str(stack.settings.sandbox_settle_delay_ms))
         try:
             return await _bench(args, stack, workdir, network.pid)
         finally:
             network.send_signal(signal.SIGTERM)
             network.wait(30)
-
-
-def spawn_network(stack: Stack) -> subprocess.Popen[bytes]:
-    s = stack.settings
-    environ = {**os.environ, "DATABASE_URL": s.database_url, "PAYSAGA_API_HOST": s.api_host,
-               "PAYSAGA_API_PORT": str(s.api_port), "PAYSAGA_SANDBOX_SETTLE_DELAY_MS": str(s.sandbox_settle_delay_ms),
-               "PAYSAGA_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "paysaga.cli", "sandbox-network"], env=environ,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def _bench(args: argparse.Namespace, stack: Stack, workdir: Path, network: int) -> str:

@@ -220,7 +220,9 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
         conn, tenant_id, SERIES, sum(1 for p in planned if p.collect is not Collection.KEEP_AS_DRAFT)))
     out = [p if p.collect is Collection.KEEP_AS_DRAFT else replace(p, invoice=replace(p.invoice, number=next(numbers)))
            for p in planned]
-    inserted = {r["invoice_id"] for r in await conn.fetch(
+    # No ON CONFLICT: the subscriptions' row locks keep other writers of these invoices out, so a conflict would
+    # be a bug, and it fails the batch (retried) instead of leaving a hole in the numbers.
+    await conn.execute(
         """INSERT INTO paysaga.invoices (invoice_id, tenant_id, customer_id, currency, collection_method,
                days_until_due, series, period_start, period_end, subscription_id, metadata, workflow_id, event_seq,
                status, number, due_date, finalized_at, customer_snapshot, seller_snapshot, tax_quote, locale,
@@ -238,11 +240,8 @@ async def write_invoices(conn: asyncpg.Connection, tenant_id: str, planned: Sequ
                   collection_method text, days_until_due int, period_start date, period_end date,
                   subscription_id text, metadata jsonb, workflow_id text, event_seq int, status text, number text,
                   due_date date, customer_snapshot jsonb, seller_snapshot jsonb, tax_quote jsonb, locale text,
-                  credit_applied_micros bigint)
-           ON CONFLICT DO NOTHING RETURNING invoice_id""",
-        tenant_id, SERIES, dumps([_insert_row(p, tenant_id) for p in out]), now)}
-    if len(inserted) != len(out):  # the subscriptions' row locks keep other writers out: this is a bug, not a race
-        raise RuntimeError(f"{len(out) - len(inserted)} of a batch's invoices appeared while it was written")
+                  credit_applied_micros bigint)""",
+        tenant_id, SERIES, dumps([_insert_row(p, tenant_id) for p in out]), now)
     lines = [(p, n, line) for p in out for n, line in enumerate(p.invoice.lines, start=1)]
     await conn.execute(
         """INSERT INTO paysaga.invoice_lines (tenant_id, invoice_id, line_id, position, description, quantity,

@@ -20,13 +20,18 @@ from workflows.payment import PaymentWorkflow
 pytestmark = pytest.mark.integration
 
 
-def spawn_worker(stack: Stack, task_queue: str, **env: str) -> subprocess.Popen[bytes]:
+def spawn_cli(stack: Stack, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+    """A `paysaga` command in a process of its own, pointed at the stack's servers."""
     s = stack.settings
     environ = {**os.environ, "DATABASE_URL": s.database_url, "TEMPORAL_ADDRESS": s.temporal_address,
-               "PAYSAGA_TASK_QUEUE": task_queue, "PAYSAGA_API_PORT": str(s.api_port), "PAYSAGA_LOG_LEVEL": "WARNING",
+               "PAYSAGA_API_HOST": s.api_host, "PAYSAGA_API_PORT": str(s.api_port), "PAYSAGA_LOG_LEVEL": "WARNING",
                **env}
-    return subprocess.Popen([sys.executable, "-m", "paysaga.cli", "worker", "--metrics-port", "0"], env=environ,
+    return subprocess.Popen([sys.executable, "-m", "paysaga.cli", *args], env=environ,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def spawn_worker(stack: Stack, task_queue: str, **env: str) -> subprocess.Popen[bytes]:
+    return spawn_cli(stack, ["worker", "--metrics-port", "0"], PAYSAGA_TASK_QUEUE=task_queue, **env)
 
 
 async def test_worker_killed_mid_saga(stack: Stack, tenant: tuple[str, str]) -> None:
