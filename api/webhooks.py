@@ -3,8 +3,9 @@ provider `stripe`, what the sandbox provider and Stripe post to).
 
 The intake (`services.webhooks`) verifies, normalises, de-duplicates and dispatches. Answers: 200 for news
 (acted on, recorded, or ignored with the reason), 409 when an outcome arrives for a payment that has not reached
-the provider yet (the provider retries), 400 for a bad signature or body, 404 for an unknown provider, and 503
-when a dependency is down — never 500, whatever a sender puts in a request.
+the provider yet (the provider retries; a renewal batch's charge excepted: its batch records the answer itself),
+400 for a bad signature or body, 404 for an unknown provider, and 503 when a dependency is down — never 500,
+whatever a sender puts in a request.
 """
 
 from __future__ import annotations

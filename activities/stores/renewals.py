@@ -650,6 +650,13 @@ async def set_charge_state(conn: asyncpg.Connection, payment_ids: Sequence[str],
                                WHERE payment_id = ANY($1::text[]) AND state <> 'settled'""", list(payment_ids), state)
 
 
+async def charge_state(conn: asyncpg.Connection, payment_id: str) -> str | None:
+    """The state of the renewal charge that made the payment, or None when no renewal made it."""
+    state: str | None = await conn.fetchval(
+        "SELECT state FROM paysaga.renewal_charges WHERE payment_id = $1", payment_id)
+    return state
+
+
 async def owns_payment(conn: asyncpg.Connection, payment_id: str) -> bool:
     """Whether the renewal run (not a workflow of the payment's own) holds the payment: its news is applied
     where it arrives."""

@@ -159,6 +159,34 @@ async def test_an_event_on_a_created_payment_is_409_and_not_recorded(
         == "created"
 
 
+async def test_an_outcome_for_a_renewal_charge_not_yet_recorded_is_acknowledged_and_left_to_its_batch(
+    stack: Stack, tenant: tuple[str, str], app_pool: asyncpg.Pool
+) -> None:
+    """The batch that sent the charge records the provider's answer itself: the early news is recorded in the
+    inbox and answered 200, not turned away for the provider to send again, and changes nothing."""
+    tid = tenant[0]
+    pid = await seed_payment(app_pool, tid)
+    # The stack is shared: the charge is settled afterwards, or a later renewal run's sweep would try to send it.
+    await stack.admin_pool.execute(
+        """INSERT INTO paysaga.renewal_charges (tenant_id, payment_id, invoice_id, subscription_id, period_start,
+               run_id, batch_no) VALUES ($1, $2, $3, 'sub_early', date_trunc('second', now()), 'run-early', 1)""",
+        uuid.UUID(tid), pid, f"in_{pid}")
+    try:
+        event = generic_event(tid, pid)
+        r = await post_generic(stack, event)
+        assert r.status_code == 200
+        assert r.json() == {"received": True, "note": "the renewal batch records this charge's outcome itself"}
+        assert await inbox_rows(stack, tid, event["id"]) == 1
+        assert (await post_generic(stack, event)).json()["duplicate"] is True
+        assert await stack.admin_pool.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1",
+                                               pid) == "created"
+        assert await stack.admin_pool.fetchval(
+            "SELECT state FROM paysaga.renewal_charges WHERE payment_id = $1", pid) == "created"
+    finally:
+        await stack.admin_pool.execute("UPDATE paysaga.renewal_charges SET state = 'settled' WHERE payment_id = $1",
+                                       pid)
+
+
 async def test_unknown_payments_and_unknown_types_are_200_ignored(stack: Stack, tenant: tuple[str, str]) -> None:
     r = await post_generic(stack, generic_event(tenant[0], "pay_does_not_exist"))
     assert r.status_code == 200 and r.json() == {"received": True, "ignored": "unknown payment"}
