@@ -88,9 +88,13 @@ def after_confirm(intent_id: str | None, news: str, decline_code: str | None = N
     return [TransitionCommand(T.MARK_PROCESSING, provider_intent_id=intent_id), *([then] if then else [])]
 
 
-def webhook_action(status: PaymentStatus, news: str | None) -> WebhookAction:
+def webhook_action(status: PaymentStatus, news: str | None, *, sender_records_answer: bool = False
+                   ) -> WebhookAction:
+    """`sender_records_answer`: the payment's provider call is made by a sender that records the answer itself
+    (a renewal batch's charge), so an early outcome is news it will have, not news to send again."""
     if status == S.CREATED:
-        return WebhookAction.RETRY_LATER if news in OUTCOMES else WebhookAction.NOT_SUBMITTED
+        early = news in OUTCOMES and not sender_records_answer
+        return WebhookAction.RETRY_LATER if early else WebhookAction.NOT_SUBMITTED
     if status.is_terminal:
         return WebhookAction.SETTLED
     if not news:

@@ -249,14 +249,13 @@ async def on_webhook(ctx: AppContext, conn: asyncpg.Connection | None, event: No
         return "ignored", {"received": True, "ignored": f"payment belongs to rail {row['provider']}"}
     status = PaymentStatus(row["status"])
     signal = event.to_provider_event()
-    action = webhook_action(status, news_of(signal.type, signal.intent_status) if event.intent_status else None)
-    if action == WebhookAction.RETRY_LATER:
-        if await renewal_store.charge_state(conn, event.reference_id) == "created":
-            # A renewal's charge still `created` belongs to the batch that sends it: the batch records the
-            # provider's answer to its own (idempotent) request, or polls for it, so a retry of this news would
-            # only be turned away again. It is recorded in the inbox and acknowledged.
-            return "no-op", {"received": True, "note": "the renewal batch records this charge's outcome itself"}
-        # Raised inside the transaction: the inbox row is rolled back, and the provider's retry is news again.
+    # A renewal's charge still `created` belongs to the batch that sends it: the batch records the provider's
+    # answer to its own (idempotent) request, or polls for it.
+    batched = status == PaymentStatus.CREATED and (
+        await renewal_store.charge_state(conn, event.reference_id) == "created")
+    action = webhook_action(status, news_of(signal.type, signal.intent_status) if event.intent_status else None,
+                            sender_records_answer=batched)
+    if action == WebhookAction.RETRY_LATER:  # raised inside the transaction: the inbox row is rolled back
         raise Conflict("payment-not-submitted", "Payment not submitted yet",
                        "The payment has not reached the provider yet; retry later.")
     if action == WebhookAction.NOT_SUBMITTED:  # the saga's own provider call already carries this news

@@ -660,6 +660,4 @@ async def charge_state(conn: asyncpg.Connection, payment_id: str) -> str | None:
 async def owns_payment(conn: asyncpg.Connection, payment_id: str) -> bool:
     """Whether the renewal run (not a workflow of the payment's own) holds the payment: its news is applied
     where it arrives."""
-    return bool(await conn.fetchval(
-        "SELECT true FROM paysaga.renewal_charges WHERE payment_id = $1 AND state IN ('created', 'submitted')",
-        payment_id))
+    return await charge_state(conn, payment_id) in ("created", "submitted")

@@ -175,7 +175,7 @@ async def test_an_outcome_for_a_renewal_charge_not_yet_recorded_is_acknowledged_
         event = generic_event(tid, pid)
         r = await post_generic(stack, event)
         assert r.status_code == 200
-        assert r.json() == {"received": True, "note": "the renewal batch records this charge's outcome itself"}
+        assert r.json() == {"received": True, "note": "nothing to do for a payment not yet submitted"}
         assert await inbox_rows(stack, tid, event["id"]) == 1
         assert (await post_generic(stack, event)).json()["duplicate"] is True
         assert await stack.admin_pool.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1",
