@@ -87,22 +87,64 @@ def charge_id_of(intent_id: str) -> str:
     return "ch_sbx_" + intent_id.removeprefix("pi_sbx_")
 
 
+@dataclass(frozen=True)
+class Movement:
+    """One balance transaction to write: amounts in minor units of ``currency``, signed as they move the balance."""
+
+    tenant_id: object
+    type: str
+    category: str
+    source_id: str
+    currency: str
+    amount_minor: int
+    fee_minor: int = 0
+    account_id: str | None = None
+    exchange_rate: str | None = None
+    facing_minor: int | None = None
+    facing_currency: str | None = None
+    charge_id: str | None = None
+    intent_id: str | None = None
+    description: str = ""
+
+
 async def record(conn: asyncpg.Connection, settings: Settings, *, tenant_id: object, type: str, category: str,
                  source_id: str, currency: str, amount_minor: int, fee_minor: int = 0, account_id: str | None = None,
                  exchange_rate: str | None = None, facing_minor: int | None = None, facing_currency: str | None = None,
                  charge_id: str | None = None, intent_id: str | None = None, description: str = "") -> asyncpg.Record:
     """Write one balance transaction in ``conn``'s transaction (the change it accounts for commits with it)."""
+    movement = Movement(tenant_id, type, category, source_id, currency, amount_minor, fee_minor, account_id,
+                        exchange_rate, facing_minor, facing_currency, charge_id, intent_id, description)
+    return (await record_many(conn, settings, [movement]))[0]
+
+
+async def record_many(conn: asyncpg.Connection, settings: Settings, movements: list[Movement]
+                      ) -> list[asyncpg.Record]:
+    """Many balance transactions in one statement (a batch of charges settles in one round trip)."""
+    if not movements:
+        return []
     now = datetime.now(UTC)
-    return await conn.fetchrow(
+    m = movements
+    return await conn.fetch(
         """INSERT INTO sandbox.balance_transactions (balance_transaction_id, tenant_id, account_id, type,
                reporting_category, source_id, currency, amount_minor, fee_minor, net_minor, exchange_rate,
                customer_facing_amount_minor, customer_facing_currency, charge_id, payment_intent_id, description,
                created_at, available_on)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING *""",
-        f"txn_sbx_{secrets.token_hex(12)}", tenant_id, account_id, type, category, source_id, currency.upper(),
-        amount_minor, fee_minor, amount_minor - fee_minor, exchange_rate, facing_minor,
-        facing_currency.upper() if facing_currency else None, charge_id, intent_id, description, now,
-        (now + timedelta(days=settings.sandbox_available_days)).date())
+           SELECT r.id, r.tenant_id, r.account_id, r.type, r.category, r.source_id, r.currency, r.amount, r.fee,
+                  r.amount - r.fee, r.rate, r.facing, r.facing_currency, r.charge_id, r.intent_id, r.description,
+                  $17, $18
+             FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::text[],
+                         $14::text[], $15::text[], $16::int[])
+                  AS r(id, tenant_id, account_id, type, category, source_id, currency, amount, fee, rate, facing,
+                       facing_currency, charge_id, intent_id, description, n)
+            ORDER BY r.n
+           RETURNING *""",
+        [f"txn_sbx_{secrets.token_hex(12)}" for _ in m], [str(x.tenant_id) for x in m], [x.account_id for x in m],
+        [x.type for x in m], [x.category for x in m], [x.source_id for x in m], [x.currency.upper() for x in m],
+        [x.amount_minor for x in m], [x.fee_minor for x in m], [x.exchange_rate for x in m],
+        [x.facing_minor for x in m], [x.facing_currency.upper() if x.facing_currency else None for x in m],
+        [x.charge_id for x in m], [x.intent_id for x in m], [x.description for x in m], list(range(len(m))),
+        now, (now + timedelta(days=settings.sandbox_available_days)).date())
 
 
 def to_model(row: asyncpg.Record) -> BalanceTransaction:

@@ -101,11 +101,9 @@ class Intents:
                  for _, c in fresh],
                 [json.dumps(r.metadata) for r, _ in fresh])
             made = {(str(r["tenant_id"]), r["idempotency_key"]): r for r in rows}
-            events: list[Outgoing] = []
-            for (_, card), row in ((f, made.get((f[0].tenant_id, f[0].idempotency_key))) for f in fresh):
-                if row is not None:
-                    events += (await _announced(conn, self._settings, row, _CONFIRMED[card.outcome][1])).events
-            await publish(conn, self._settings, events)
+            changed = [(row, _CONFIRMED[card.outcome][1]) for (_, card), row in (
+                (f, made.get((f[0].tenant_id, f[0].idempotency_key))) for f in fresh) if row is not None]
+            await publish(conn, self._settings, (await _announced_many(conn, self._settings, changed))[0])
             if len(made) < len(fresh):  # a concurrent identical request won the race; its row is committed
                 for r, _ in fresh:
                     if (r.tenant_id, r.idempotency_key) not in made:
@@ -234,9 +232,7 @@ async def _settle(
     conn: asyncpg.Connection, settings: Settings, sql: str, intent_id: str | None, limit: int
 ) -> list[asyncpg.Record]:
     rows = await conn.fetch(sql, settings.sandbox_settle_delay_ms / 1000, intent_id, limit)
-    events: list[Outgoing] = []
-    for row in rows:
-        events += (await _announced(conn, settings, row, ["payment_intent.succeeded"])).events
+    events, _ = await _announced_many(conn, settings, [(row, ["payment_intent.succeeded"]) for row in rows])
     await publish(conn, settings, events)
     return rows
 
@@ -251,27 +247,39 @@ async def _announced(conn: asyncpg.Connection, settings: Settings, row: asyncpg.
     """The events announcing an intent's change (for the caller to publish) and, when the intent succeeded, what
     its success brings, in the caller's transaction: the charge's balance transaction and, for the card that is
     disputed afterwards, the dispute (and its events)."""
-    intent = to_intent(row, settings)
-    events = [_announce(t, row, intent) for t in event_types]
-    charge = None
-    if intent.status == IntentStatus.SUCCEEDED:
-        charge = await record_charge(conn, settings, row)
+    events, charges = await _announced_many(conn, settings, [(row, event_types)])
+    return Announcement(events, charges[0] if charges else None)
+
+
+async def _announced_many(conn: asyncpg.Connection, settings: Settings, changes: list[tuple[asyncpg.Record, list[str]]]
+                          ) -> tuple[list[Outgoing], list[asyncpg.Record]]:
+    """`_announced` for many intents: their events in order, and the balance transactions of those that succeeded
+    (written in one statement)."""
+    events: list[Outgoing] = []
+    succeeded = []
+    for row, event_types in changes:
+        intent = to_intent(row, settings)
+        events += [_announce(t, row, intent) for t in event_types]
+        if intent.status == IntentStatus.SUCCEEDED:
+            succeeded.append(row)
+    charges = await balance.record_many(conn, settings, [_charge_movement(settings, row) for row in succeeded])
+    for row in succeeded:
         if card_of(row["payment_method"]).creates_dispute:
             events += await open_dispute(conn, row, settings)
-    return Announcement(events, charge)
+    return events, charges
 
 
-async def record_charge(conn: asyncpg.Connection, settings: Settings, intent: asyncpg.Record) -> asyncpg.Record:
+def _charge_movement(settings: Settings, intent: asyncpg.Record) -> balance.Movement:
     """The succeeded charge's balance transaction: its amount in the platform's settlement currency, less fees."""
     converted = balance.convert_minor(settings, intent["amount_minor"], intent["currency"],
                                       intent["settlement_currency"], datetime.now(UTC).date())
-    return await balance.record(
-        conn, settings, tenant_id=intent["tenant_id"], type="charge", category="charge",
-        source_id=balance.charge_id_of(intent["intent_id"]), currency=converted.currency,
-        amount_minor=converted.minor, fee_minor=balance.charge_fee(settings, converted.minor),
-        exchange_rate=converted.exchange_rate, facing_minor=intent["amount_minor"], facing_currency=intent["currency"],
-        charge_id=balance.charge_id_of(intent["intent_id"]), intent_id=intent["intent_id"],
-        description=f"payment {intent['payment_id']}")
+    charge_id = balance.charge_id_of(intent["intent_id"])
+    return balance.Movement(
+        tenant_id=intent["tenant_id"], type="charge", category="charge", source_id=charge_id,
+        currency=converted.currency, amount_minor=converted.minor,
+        fee_minor=balance.charge_fee(settings, converted.minor), exchange_rate=converted.exchange_rate,
+        facing_minor=intent["amount_minor"], facing_currency=intent["currency"], charge_id=charge_id,
+        intent_id=intent["intent_id"], description=f"payment {intent['payment_id']}")
 
 
 def to_intent(row: asyncpg.Record, settings: Settings) -> Intent:
