@@ -58,7 +58,7 @@ async def write_outbox(conn: asyncpg.Connection, tenant_id: str, messages: Seque
         return
     await conn.execute(
         """INSERT INTO paysaga.outbox (tenant_id, event_id, event_type, subject, payload)
-           SELECT $1, r.event_id, r.event_type, r.subject, r.payload::jsonb
+           SELECT $1, r.event_id, r.event_type, r.subject, r.payload::json
              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                   WITH ORDINALITY AS r(event_id, event_type, subject, payload, n)
             ORDER BY r.n  -- the relay publishes in outbox order: an aggregate's events in the order they happened

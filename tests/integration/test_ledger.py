@@ -51,6 +51,22 @@ async def test_the_database_refuses_an_unbalanced_entry(stack: Stack, app_pool: 
                                "event) VALUES ($1, 'je_empty', 't', 's', 'e')", tenant_id)
 
 
+async def test_a_line_added_later_to_a_posted_entry_is_checked(stack: Stack, app_pool: asyncpg.Pool) -> None:
+    tenant_id, _ = await finance(stack)
+    async with tenant_tx(app_pool, tenant_id) as conn:
+        await store.ensure_accounts(conn, tenant_id, {single(AccountCode.REVENUE, "EUR"), cash("sandbox", "EUR")})
+        await conn.execute("INSERT INTO paysaga.journal_entries (tenant_id, entry_id, source_type, source_id, "
+                           "event) VALUES ($1, 'je_posted', 't', 's', 'e')", tenant_id)
+        await conn.execute("INSERT INTO paysaga.journal_lines VALUES ($1, 'je_posted', 1, 'cash:sandbox:EUR', "
+                           "'EUR', 100), ($1, 'je_posted', 2, 'revenue:EUR', 'EUR', -100)", tenant_id)
+    # Its lines posted with it were checked once, at that commit; a line added by a later transaction checks the
+    # entry again.
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        async with tenant_tx(app_pool, tenant_id) as conn:
+            await conn.execute("INSERT INTO paysaga.journal_lines VALUES ($1, 'je_posted', 3, 'revenue:EUR', "
+                               "'EUR', -1)", tenant_id)
+
+
 async def test_a_line_cannot_post_in_another_currency_than_its_account(stack: Stack, app_pool: asyncpg.Pool) -> None:
     tenant_id, _ = await finance(stack)
     async with tenant_tx(app_pool, tenant_id) as conn:
