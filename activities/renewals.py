@@ -483,9 +483,11 @@ class RenewalActivities:
             if intent.status == IntentStatus.REQUIRES_ACTION:
                 handed.append(payment_id)
                 continue
+            succeeded = intent.status == IntentStatus.SUCCEEDED
             moves.append(bulk.Move(payment_id, TransitionCommand(Transition.MARK_PROCESSING,
-                                                                 provider_intent_id=intent.id)))
-            if intent.status == IntentStatus.SUCCEEDED:
+                                                                 provider_intent_id=intent.id),
+                                   then=(TransitionCommand(Transition.MARK_COMPLETED),) if succeeded else ()))
+            if succeeded:
                 settled_now.append(payment_id)
         correlation = "renewals/charges"
         now = datetime.now(UTC)
@@ -494,11 +496,9 @@ class RenewalActivities:
             failed = [r for r in moved if r["status"] == "failed"]
             owed = await bulk.charges_failed(conn, tenant_id, [bulk.Failure(r, r["failure_code"]) for r in failed],
                                              correlation, now)
-            if settled_now:
-                done = await bulk.transition_payments(conn, tenant_id, [bulk.Move(
-                    p, TransitionCommand(Transition.MARK_COMPLETED)) for p in settled_now], ACTOR)
-                await bulk.settle_invoices(conn, tenant_id, done, correlation, now)
-                result.succeeded += len(done)
+            done = [r for r in moved if r["status"] == "completed"]
+            await bulk.settle_invoices(conn, tenant_id, done, correlation, now)
+            result.succeeded += len(done)
             await bulk.set_charge_state(conn, [r["payment_id"] for r in failed] + settled_now, "settled")
             await bulk.set_charge_state(conn, [r["payment_id"] for r in moved if r["status"] == "processing"
                                                and r["payment_id"] not in settled_now], "submitted")

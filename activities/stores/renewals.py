@@ -447,16 +447,20 @@ async def write_payment_events(conn: asyncpg.Connection, tenant_id: str,
 # --- outcomes of charges --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Move:
-    """One payment's transition (with its data) as the provider's answer or news drives it."""
+    """One payment's transition (with its data) as the provider's answer or news drives it, and the transitions
+    that follow it at once (`then`: a charge confirmed and succeeded in the same answer is processing, then
+    completed)."""
 
     payment_id: str
     command: TransitionCommand
+    then: tuple[TransitionCommand, ...] = ()
 
 
 async def transition_payments(conn: asyncpg.Connection, tenant_id: str, moves: Sequence[Move], actor: str
                               ) -> list[asyncpg.Record]:
     """Many payments' transitions, each as `payments.apply_transition` makes it (the domain's aggregate, an
-    UPDATE guarded by the old status, the lifecycle event and its outbox message). A payment that moved on
+    UPDATE guarded by the old status, the lifecycle event and its outbox message). A move of several transitions
+    is one UPDATE to the last state, with an event (and message) for each step. A payment that moved on
     meanwhile (a webhook settled it first) is left as it is. Answers the rows that moved, as they are now."""
     if not moves:
         return []
@@ -464,15 +468,21 @@ async def transition_payments(conn: asyncpg.Connection, tenant_id: str, moves: S
     rows = await conn.fetch("SELECT * FROM paysaga.payments WHERE payment_id = ANY($1::text[]) "
                             "ORDER BY payment_id FOR NO KEY UPDATE", list(wanted))
     changes: list[dict[str, Any]] = []
-    events: dict[str, LifecycleEvent] = {}
+    steps: dict[str, list[tuple[LifecycleEvent, dict[str, Any]]]] = {}
     for row in rows:
         payment = aggregate_from_row(row)
         old = payment.status
-        try:
-            event = payment.apply(wanted[row["payment_id"]].command)
-        except InvalidTransition:
+        move = wanted[row["payment_id"]]
+        taken: list[tuple[LifecycleEvent, dict[str, Any]]] = []
+        for command in (move.command, *move.then):
+            try:  # a step the payment is past (it moved on meanwhile) is skipped, as its own call would be
+                event = payment.apply(command)
+            except InvalidTransition:
+                continue
+            taken.append((event, {"status": payment.status.value, "event_seq": payment.event_seq}))
+        if not taken:
             continue
-        events[payment.payment_id] = event
+        steps[payment.payment_id] = taken
         changes.append({"payment_id": payment.payment_id, "old_status": old.value, "status": payment.status.value,
                         "event_seq": payment.event_seq, "provider_intent_id": payment.provider_intent_id,
                         "failure_code": payment.failure_code, "failure_message": payment.failure_message})
@@ -486,7 +496,9 @@ async def transition_payments(conn: asyncpg.Connection, tenant_id: str, moves: S
                   event_seq int, provider_intent_id text, failure_code text, failure_message text)
             WHERE p.payment_id = r.payment_id AND p.status = r.old_status
            RETURNING p.*""", dumps(changes))
-    await write_payment_events(conn, tenant_id, [(r, events[r["payment_id"]]) for r in moved], actor,
+    # Each step's message carries the payment as it stood after that step.
+    await write_payment_events(conn, tenant_id, [({**dict(r), **state}, event) for r in moved
+                                                 for event, state in steps[r["payment_id"]]], actor,
                                lambda pid: payment_workflow_id(tenant_id, pid))
     completed = [r for r in moved if r["status"] == PaymentStatus.COMPLETED.value]
     await post_entries(conn, tenant_id, [payment_completed(

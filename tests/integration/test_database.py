@@ -146,6 +146,20 @@ async def test_trigger_rejects_invalid_transition_and_terminal_change(stack: Sta
             await conn.execute("DELETE FROM paysaga.payments WHERE payment_id = $1", pid)
 
 
+async def test_a_write_skips_processing_only_with_both_transitions_recorded(stack: Stack,
+                                                                             app_pool: asyncpg.Pool) -> None:
+    tid, _ = await stack.new_tenant()
+    pid = await seed_payment(app_pool, tid)
+    with pytest.raises(asyncpg.CheckViolationError, match="invalid payment transition created -> completed"):
+        async with tenant_tx(app_pool, tid) as conn:  # one transition's worth of events: refused
+            await conn.execute("UPDATE paysaga.payments SET status = 'completed', event_seq = event_seq + 1 "
+                               "WHERE payment_id = $1", pid)
+    async with tenant_tx(app_pool, tid) as conn:  # created → processing → completed, two events in one write
+        await conn.execute("UPDATE paysaga.payments SET status = 'completed', event_seq = event_seq + 2 "
+                           "WHERE payment_id = $1", pid)
+        assert await conn.fetchval("SELECT status FROM paysaga.payments WHERE payment_id = $1", pid) == "completed"
+
+
 async def test_amount_is_immutable(stack: Stack, app_pool: asyncpg.Pool) -> None:
     tid, _ = await stack.new_tenant()
     pid = await seed_payment(app_pool, tid)
