@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,7 @@ from paysaga import json_text
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("jsonb", "json"):
-        await conn.set_type_codec(typ, encoder=json_text.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typ, encoder=json_text.dumps, decoder=json_text.loads, schema="pg_catalog")
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paysaga.json_text import dumps
+from paysaga.json_text import dumps, loads
 
 
 class Colour(StrEnum):
@@ -46,3 +46,15 @@ json_values = st.recursive(
 @given(json_values)
 def test_any_json_value_reads_back_as_itself(value: object) -> None:
     assert json.loads(dumps(value)) == value
+
+
+@given(json_values | st.integers(min_value=-10**30, max_value=10**30))
+def test_reading_is_what_the_standard_library_reads(value: object) -> None:
+    text = json.dumps(value)
+    assert loads(text) == json.loads(text) and type(loads(text)) is type(json.loads(text))
+
+
+def test_integers_beyond_64_bits_and_what_orjson_refuses_read_as_the_standard_library_reads_them() -> None:
+    for text in ('{"n": 123456789012345678901234567890}', "-9223372036854775809", "18446744073709551616",
+                 '"\\ud800"', "1e400", '{"a": NaN}'):
+        assert repr(loads(text)) == repr(json.loads(text))
