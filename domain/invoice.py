@@ -246,20 +246,20 @@ class Invoice:
     def total(self) -> Money:
         return self.subtotal + self.tax
 
-    @property
+    @cached_property
     def credited_before_payment(self) -> Money:
         return sum((cn.total for cn in self.credit_notes if cn.before_payment), Money.zero(self.currency))
 
-    @property
+    @cached_property
     def credited_after_payment(self) -> Money:
         return sum((cn.total for cn in self.credit_notes if not cn.before_payment), Money.zero(self.currency))
 
-    @property
+    @cached_property
     def amount_due(self) -> Money:
         assert self.credit_applied is not None
         return self.total - self.credited_before_payment - self.credit_applied
 
-    @property
+    @cached_property
     def amount_remaining(self) -> Money:
         assert self.amount_paid is not None
         return self.amount_due - self.amount_paid
